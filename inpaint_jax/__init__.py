@@ -1,0 +1,3 @@
+"""inpaint_jax: deep image inpainting in JAX/Flax."""
+
+__version__ = "0.1.0"
