@@ -1,0 +1,77 @@
+"""Helpers shared by the files in `configs/`.
+
+Config files import from the installed package (never from a sibling file) so
+that `--config=configs/lama.py:big` works from any working directory.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
+  """Parses the text after ':' in `--config=file.py:ARG` (big_vision style).
+
+  `ARG` is a comma-separated list of `key=value` or bare `key` (meaning True).
+  A lone value without `=` sets the first key of `spec`. Values are converted
+  to the type of the default in `spec`.
+
+  Args:
+    arg: the argument string, or None.
+    **spec: accepted keys and their defaults.
+
+  Returns:
+    A ConfigDict with one field per key of `spec`.
+
+  Raises:
+    ValueError: for a key not in `spec` or a value of the wrong type.
+  """
+  out = ml_collections.ConfigDict(dict(spec))
+  if not arg:
+    return out
+  first = next(iter(spec)) if spec else None
+  for i, item in enumerate(x for x in arg.split(",") if x):
+    if "=" in item:
+      key, value = item.split("=", 1)
+    elif i == 0 and first is not None and not isinstance(spec[first], bool):
+      key, value = first, item
+    else:
+      key, value = item, "True"
+    if key not in spec:
+      raise ValueError(
+          f"config argument {key!r} is not accepted; accepted: {', '.join(spec)}")
+    default = spec[key]
+    try:
+      if isinstance(default, bool):
+        if value not in ("True", "False", "true", "false", "1", "0"):
+          raise ValueError(value)
+        parsed = value in ("True", "true", "1")
+      elif isinstance(default, int | float):
+        parsed = type(default)(ast.literal_eval(value))
+      else:
+        parsed = value
+    except (ValueError, SyntaxError) as e:
+      raise ValueError(
+          f"config argument {key}={value!r}: expected {type(default).__name__}") from e
+    out[key] = parsed
+  return out
+
+
+def term(fn: str, weight: float, **options: Any) -> ml_collections.ConfigDict:
+  """One entry of a loss recipe: the registered function, its weight, options."""
+  return ml_collections.ConfigDict(dict(fn=fn, weight=float(weight), **options))
+
+
+def recipe_items(recipe: Mapping[str, Any]) -> list[tuple[str, str, float, dict[str, Any]]]:
+  """Returns the recipe as (label, fn name, weight, options) in a stable order."""
+  items = []
+  for label in sorted(recipe):
+    entry = dict(recipe[label])
+    fn = entry.pop("fn")
+    weight = entry.pop("weight")
+    items.append((label, fn, float(weight), entry))
+  return items

@@ -1,0 +1,82 @@
+r"""Entry point: `python -m inpaint_jax.main --config=configs/lama.py --workdir=DIR`.
+
+Kept short on purpose: flags, optional `jax.distributed` setup, then one of the
+modes in `inpaint_jax`. Modes:
+  train    train (and resume) in --workdir (default).
+  summary  print the parameter overview and the lines `generator_params: N` and
+           `discriminator_params: N`, without training.
+
+Multi-host: pass --coordinator_address/--num_processes/--process_id, or run
+under SLURM / on Cloud TPU where `jax.distributed.initialize()` detects them
+(see launch/). Every process runs the same command.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file, e.g. configs/lama.py or configs/lama.py:big.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default runs/<config name>).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "summary"], "What to do.")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "on", "off"],
+    "jax.distributed.initialize(): 'on' always, 'off' never, 'auto' when a coordinator "
+    "is given by flag or JAX_COORDINATOR_ADDRESS, or under SLURM / Cloud TPU pods.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+
+def _want_distributed() -> bool:
+  if _DISTRIBUTED.value != "auto":
+    return _DISTRIBUTED.value == "on"
+  env = os.environ
+  return bool(_COORDINATOR.value or env.get("JAX_COORDINATOR_ADDRESS")
+              or int(env.get("SLURM_NTASKS", "1")) > 1 or env.get("TPU_WORKER_HOSTNAMES"))
+
+
+def _default_workdir() -> str:
+  name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])
+                                           .split(":")[0]))[0]
+  variant = _CONFIG.value.get("variant", "")
+  return os.path.join("runs", f"{name}_{variant}" if variant else name)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None:
+    raise app.UsageError("--config is required, e.g. --config=configs/lama.py")
+
+  import jax  # pylint: disable=g-import-not-at-top
+
+  if _want_distributed():
+    # Must come before any other JAX call.
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
+
+  from inpaint_jax import cli_modes  # pylint: disable=g-import-not-at-top
+
+  config = _CONFIG.value
+  workdir = _WORKDIR.value or _default_workdir()
+  logging.info("config: %s (overrides: %s)",
+               config_flags.get_config_filename(flags.FLAGS["config"]),
+               config_flags.get_override_values(flags.FLAGS["config"]))
+  if _MODE.value == "summary":
+    cli_modes.summary(config)
+  else:
+    from inpaint_jax import train  # pylint: disable=g-import-not-at-top
+    train.train_and_evaluate(config, workdir)
+  if jax.process_count() > 1:
+    jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main)

@@ -1,0 +1,47 @@
+"""Builds registered generator / discriminator modules from config groups."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+
+from inpaint_jax.registry import DISCRIMINATORS, GENERATORS, Registry
+
+# Attributes every linen Module has that are not model options.
+_MODULE_INTERNALS = {"parent", "name"}
+
+
+def build_module(registry: Registry, cfg: Mapping[str, Any], field: str) -> nn.Module:
+  """Instantiates `registry[cfg.name](**other fields)` with clear errors.
+
+  Args:
+    registry: GENERATORS or DISCRIMINATORS.
+    cfg: a config group with `name` plus the module's constructor fields.
+    field: the config path of the group (e.g. "generator"), for messages.
+
+  Raises:
+    ValueError: unknown name, or a field the module does not accept.
+  """
+  cfg = dict(cfg)
+  name = cfg.pop("name", None)
+  if name is None:
+    raise ValueError(f"config field {field}.name is missing; accepted: {registry.names()}")
+  cls = registry.get(name, field=f"{field}.name")
+  accepted = {f.name for f in dataclasses.fields(cls)} - _MODULE_INTERNALS
+  unknown = sorted(set(cfg) - accepted)
+  if unknown:
+    raise ValueError(
+        f"config field(s) {', '.join(f'{field}.{k}' for k in unknown)} not accepted by "
+        f"{field} {name!r}; accepted: {', '.join(sorted(accepted))}")
+  return cls(**cfg)
+
+
+def build_generator(config) -> nn.Module:
+  return build_module(GENERATORS, config.generator, "generator")
+
+
+def build_discriminator(config) -> nn.Module:
+  return build_module(DISCRIMINATORS, config.discriminator, "discriminator")

@@ -1,0 +1,86 @@
+"""Shared helpers for the end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import orbax.checkpoint as ocp
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A tiny LaMa: 32x32 crops, ngf 8, one FFC block; masks scaled to 32 px.
+TINY = {
+    "batch_size": 4,
+    "total_steps": 4,
+    "checkpoint_every_steps": 2,
+    "log_every_steps": 1,
+    "image_every_steps": 2,
+    "data.image_size": 32,
+    "generator.ngf": 8,
+    "generator.n_blocks": 1,
+    "discriminator.ndf": 8,
+    "discriminator.n_layers": 2,
+}
+
+
+def tiny_config(**overrides):
+  """configs/lama.py:demo with TINY and `overrides` applied (dotted keys)."""
+  sys.path.insert(0, REPO)
+  from configs import lama  # pylint: disable=g-import-not-at-top
+  config = lama.get_config("demo")
+  for key, value in {**TINY, **overrides}.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def cli_args(config_arg="configs/lama.py:demo", **overrides) -> list[str]:
+  args = [f"--config={config_arg}"]
+  for key, value in {**TINY, **overrides}.items():
+    args.append(f"--config.{key}={value}")
+  return args
+
+
+def run_main(args, env_extra=None, timeout=600, **popen_kw):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
+  return subprocess.run([sys.executable, "-m", "inpaint_jax.main", *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout, **popen_kw)
+
+
+def checkpoint_steps(workdir) -> list[int]:
+  d = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(d):
+    return []
+  return sorted(int(x) for x in os.listdir(d) if x.isdigit())
+
+
+def load_state(workdir, step) -> dict[str, np.ndarray]:
+  """The saved TrainState of `step` as a flat {path: array} dict (no target needed)."""
+  path = os.path.join(workdir, "checkpoints", str(step), "state")
+  tree = ocp.StandardCheckpointer().restore(path)
+  flat = {}
+
+  def walk(prefix, node):
+    if isinstance(node, dict):
+      for k, v in node.items():
+        walk(f"{prefix}/{k}" if prefix else str(k), v)
+    elif isinstance(node, list | tuple):
+      for i, v in enumerate(node):
+        walk(f"{prefix}/{i}", v)
+    else:
+      flat[prefix] = np.asarray(node)
+
+  walk("", tree)
+  return flat
+
+
+def read_metrics(workdir) -> list[dict]:
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f if line.strip()]
