@@ -1,0 +1,77 @@
+"""Discriminators, NHWC.
+
+`NLayerDiscriminator` (`nlayer`): the pix2pixHD multi-layer PatchGAN used by
+LaMa (`shared/research/lama.md` §2). For n_layers = L there are L + 2 stages;
+stage n is `conv_n` (+ `bn_n` for 1 <= n <= L), matching the official
+`model{n}.0` / `model{n}.1` submodules:
+
+  stage 0:       Conv 4x4 s2 (+bias) -> LeakyReLU 0.2
+  stage 1..L-1:  Conv 4x4 s2 -> BN -> LeakyReLU 0.2   (width x2 per stage, cap 512)
+  stage L:       Conv 4x4 s1 -> BN -> LeakyReLU 0.2
+  stage L+1:     Conv 4x4 s1 -> 1 logit map
+
+All convs have a bias and zero padding 2. Output size per stage at input S:
+stride 2: S/2 + 1 (floor), stride 1: S + 1 (256 -> 129, 65, 33, 17, 18, 19).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from inpaint_jax.models.layers import Conv
+from inpaint_jax.models.norm import BatchNorm
+from inpaint_jax.registry import DISCRIMINATORS
+
+Array = jax.Array
+
+
+@DISCRIMINATORS.register("nlayer")
+class NLayerDiscriminator(nn.Module):
+  """pix2pixHD NLayerDiscriminator with PyTorch-style BatchNorm.
+
+  Attributes:
+    input_nc: input channels (LaMa: RGB only, never the mask).
+    ndf: width of the first conv.
+    n_layers: number of downsampling stages (LaMa: 4).
+    dtype: computation dtype (None: promote input and params).
+  """
+
+  input_nc: int = 3
+  ndf: int = 64
+  n_layers: int = 4
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: Array, *, train: bool) -> tuple[Array, list[Array]]:
+    """Scores patches of x.
+
+    Args:
+      x: (N, H, W, input_nc).
+      train: BatchNorm mode (train mode needs `mutable=['batch_stats']`).
+
+    Returns:
+      (logits (N, h, w, 1), [the n_layers + 1 stage outputs before the logit
+      conv]); with the defaults that is 5 feature maps, used by the
+      feature-matching loss.
+    """
+    if x.shape[-1] != self.input_nc:
+      raise ValueError(f"NLayerDiscriminator expects {self.input_nc} channels, got {x.shape}")
+
+    def conv(n, features, stride):
+      return Conv(features, 4, strides=stride, padding=2, dtype=self.dtype, name=f"conv_{n}")
+
+    feats = []
+    x = nn.leaky_relu(conv(0, self.ndf, 2)(x), 0.2)
+    feats.append(x)
+    nf = self.ndf
+    for n in range(1, self.n_layers + 1):
+      nf = min(nf * 2, 512)
+      x = conv(n, nf, 2 if n < self.n_layers else 1)(x)
+      x = BatchNorm(dtype=self.dtype, name=f"bn_{n}")(x, train=train)
+      x = nn.leaky_relu(x, 0.2)
+      feats.append(x)
+    logits = conv(self.n_layers + 1, 1, 1)(x)
+    return logits, feats
