@@ -52,7 +52,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       tfds_image_key="image",
       prefetch=2,            # batches prepared ahead by background threads
   ))
-  c.masks = ml_collections.ConfigDict(dict(kind="lama_mixed"))
+  # LaMa's training masks (abl-04-256-mh-dist): irregular strokes or boxes,
+  # 50/50. Every parameter is spelled out so it can be overridden.
+  c.masks = ml_collections.ConfigDict(dict(
+      kind="lama_mixed", irregular_prob=0.5, box_prob=0.5,
+      irregular=dict(max_angle=4, max_len=200, max_width=100, min_times=1, max_times=5),
+      box=dict(margin=10, bbox_min_size=30, bbox_max_size=150, min_times=1, max_times=4)))
 
   c.generator = ml_collections.ConfigDict(dict(
       name="ffc_resnet", ngf=64, n_downsampling=3, n_blocks=9, ratio_g=0.75,
@@ -84,11 +89,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.batch_size = 120
   elif a.variant == "demo":
     c.batch_size = 4
-    c.total_steps = 300
-    c.checkpoint_every_steps = 100
-    c.log_every_steps = 20
+    c.total_steps = 500
+    c.checkpoint_every_steps = 250
+    c.log_every_steps = 25
     c.image_every_steps = 100
     c.data.image_size = 64
+    # The 256-px mask recipe scaled to 64 px (lengths and widths / 4).
+    c.masks.irregular.update(max_len=50, max_width=25)
+    c.masks.box.update(margin=3, bbox_min_size=8, bbox_max_size=38)
     c.generator.ngf = 16
     c.generator.n_blocks = 3
     c.discriminator.ndf = 16

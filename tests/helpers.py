@@ -24,6 +24,11 @@ TINY = {
     "generator.n_blocks": 1,
     "discriminator.ndf": 8,
     "discriminator.n_layers": 2,
+    "masks.irregular.max_len": 25,
+    "masks.irregular.max_width": 12,
+    "masks.box.margin": 1,
+    "masks.box.bbox_min_size": 4,
+    "masks.box.bbox_max_size": 19,
 }
 
 
