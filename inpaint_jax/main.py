@@ -13,6 +13,7 @@ under SLURM / on Cloud TPU where `jax.distributed.initialize()` detects them
 
 from __future__ import annotations
 
+import logging as pylogging
 import os
 
 from absl import app, flags, logging
@@ -47,7 +48,15 @@ def _default_workdir() -> str:
   return os.path.join("runs", f"{name}_{variant}" if variant else name)
 
 
+class _QuietLibraries(pylogging.Filter):
+  """Drops INFO lines from orbax (dozens per checkpoint); keeps its warnings."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return record.levelno >= pylogging.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv):
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None:
