@@ -150,10 +150,10 @@ def train_step(state: TrainState, batch: Batch, *, g_model: nn.Module, d_model: 
   d_params = optax.apply_updates(state.d_params, d_updates)
 
   metrics = {**g_metrics, **d_metrics,
-             "g/grad_norm": optax.global_norm(g_grads),
-             "d/grad_norm": optax.global_norm(d_grads),
-             "g/param_norm": optax.global_norm(g_params),
-             "d/param_norm": optax.global_norm(d_params)}
+             "g/grad_norm": optax.tree.norm(g_grads),
+             "d/grad_norm": optax.tree.norm(d_grads),
+             "g/param_norm": optax.tree.norm(g_params),
+             "d/param_norm": optax.tree.norm(d_params)}
   new_state = state.replace(step=state.step + 1, g_params=g_params, g_vars=g_vars,
                             g_opt_state=g_opt_state, d_params=d_params, d_vars=d_vars,
                             d_opt_state=d_opt_state)
@@ -286,8 +286,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   predict_fn = jax.jit(functools.partial(predict, g_model=g_model), out_shardings=repl)
 
   # A fixed batch for sample grids: the first few examples of step 0.
+  sample_local = batches.batch_at(0)
   with jax.set_mesh(mesh):
-    sample_batch = sharding.global_batch(batches.batch_at(0), mesh)
+    sample_batch = sharding.global_batch(sample_local, mesh)
 
   def meta(step):
     return {"step": step, "data_position": step, "config": config.to_json_best_effort()}
@@ -295,10 +296,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   def write_samples(step, state):
     with jax.set_mesh(mesh):
       out = jax.device_get(predict_fn(state, sample_batch))
-    image = np.asarray(jax.device_get(sample_batch["image"]))[:4]
-    mask = np.asarray(jax.device_get(sample_batch["mask"]))[:4]
-    masked = image * (1.0 - mask) + mask * np.array([1.0, 1.0, 1.0])  # holes shown white
-    grid = writers.image_grid([masked, out["pred"][:4], out["composite"][:4], image])
+    # Predictions are replicated; inputs come from this process's rows, which
+    # on process 0 are the first rows of the global batch.
+    n = min(4, sample_local["image"].shape[0])
+    image, mask = sample_local["image"][:n], sample_local["mask"][:n]
+    masked = image * (1.0 - mask) + mask  # holes shown white
+    grid = writers.image_grid([masked, out["pred"][:n], out["composite"][:n], image])
     writer.write_images(step, {"samples": grid})
 
   # ---- Train loop. ----
@@ -339,7 +342,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         writer.write_scalars(step, {**scalars, "steps_per_sec": timing["steps_per_sec"]})
 
       if step % config.image_every_steps == 0 or is_last:
-        write_samples(step, state)
+        write_samples(step, state)  # all processes run the jitted predict
 
       if step_callback is not None:
         step_callback(step)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -69,7 +70,14 @@ def checkpoint_steps(workdir) -> list[int]:
 def load_state(workdir, step) -> dict[str, np.ndarray]:
   """The saved TrainState of `step` as a flat {path: array} dict (no target needed)."""
   path = os.path.join(workdir, "checkpoints", str(step), "state")
-  tree = ocp.StandardCheckpointer().restore(path)
+  ckptr = ocp.StandardCheckpointer()
+  # Restore onto this process's first device, whatever topology saved it.
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  meta = ckptr.metadata(path)
+  meta = getattr(meta, "item_metadata", meta)
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta,
+                        is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+  tree = ckptr.restore(path, target)
   flat = {}
 
   def walk(prefix, node):
