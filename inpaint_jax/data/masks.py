@@ -62,12 +62,13 @@ opencv-python-headless 5.0, numpy 2.4):
 
   The eval presets agree within 1.4 standard errors (`masks_bench.py --compare`, 20,000
   masks at 256, 5,000 at 512).
-* Speed, one core, 256x256 lama_mixed (`masks_bench.py`; a shared VM, so +-20%):
-  `sample_batch` in batches of 64 makes about 24,000 masks/s, the cv2 reference 5,200
-  (4.6x; irregular masks alone 19,000 vs 3,500). `sample_many` with a new
-  `default_rng` per mask makes 16,500. A lone `sample` call makes only 3,800/s: it is
-  ~150 numpy calls on small arrays, so a data pipeline should draw a batch's masks with
-  one `sample_many` call (same masks as per-example `sample`).
+* Speed, one core, 256x256 lama_mixed (`python -m inpaint_jax.data.masks_bench --n 20000`
+  with cv2 on PYTHONPATH; a shared VM, so +-20% between runs): `sample_batch` in batches
+  of 64 makes 15,000-19,000 masks/s, the cv2 reference 5,400 on the same core (2.8-3.4x;
+  our issue #2 quotes 2,100/s for cv2 on one core of an earlier machine). `sample_many`
+  with a new `default_rng` per mask makes 14,000-15,000. A lone `sample` call makes only
+  4,300-4,800/s: it is ~150 numpy calls on small arrays, so code that draws many masks at
+  once should use one `sample_many` call (same masks as per-example `sample`).
 
 Not reproduced: LaMa's eval sets also pass each mask through `bin/gen_mask_dataset.py`
 (a square crop around the mask, dropping masks that cover more than half the image);
