@@ -1,8 +1,10 @@
 """The command line: summary counts, config validation and clear errors."""
 
+import os
 import re
 
 import pytest
+from PIL import Image
 
 from tests import helpers
 
@@ -37,7 +39,6 @@ def test_bad_config_gives_a_clear_error(args, message, tmp_path):
 
 
 def test_image_smaller_than_crop_is_named(tmp_path):
-  from PIL import Image
   folder = tmp_path / "imgs"
   folder.mkdir()
   Image.new("RGB", (20, 20), (10, 20, 30)).save(folder / "tiny.png")
@@ -48,7 +49,6 @@ def test_image_smaller_than_crop_is_named(tmp_path):
 
 
 def test_readme_quick_start_and_ci_run_the_same_test_command():
-  import os
   readme = open(os.path.join(helpers.REPO, "README.md")).read()
   block = readme.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
   lines = [x for x in block.strip().splitlines() if x.strip() and not x.startswith("#")]
