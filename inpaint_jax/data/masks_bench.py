@@ -135,6 +135,15 @@ def _fractions_ref(gen: masks.MixedMaskGenerator, n: int, size: int, seed: int) 
   return np.array([ref(rs, size, size).mean() for _ in range(n)])
 
 
+def _draw_one_mask(size: int, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray,
+                   y1: np.ndarray, t: np.ndarray) -> np.ndarray:
+  """Our (size, size) drawing of the k segments given as (k,) int64 arrays, one stroke each."""
+  k = len(x0)
+  seg = masks.Segments(np.zeros(k, np.int64), x0, y0, x1, y1, t, np.array([k]),
+                       np.ones(k, np.int64))
+  return masks.rasterize(1, size, size, seg)[0]
+
+
 def _pixel_agreement(n: int, size: int, seed: int) -> tuple[float, float, float]:
   """Ours vs cv2.line on the segments of `n` official irregular masks.
 
@@ -151,16 +160,12 @@ def _pixel_agreement(n: int, size: int, seed: int) -> tuple[float, float, float]
     segs: list = []
     theirs = _lama_irregular(rs, (size, size), params, segs)
     x0, y0, x1, y1, t = (np.array(c, np.int64) for c in zip(*segs, strict=True))
-    one = masks.Segments(np.zeros(len(segs), np.int64), x0, y0, x1, y1, t,
-                         np.array([len(segs)]), np.ones(len(segs), np.int64))
-    ours = masks.rasterize(1, size, size, one)[0]
+    ours = _draw_one_mask(size, x0, y0, x1, y1, t)
     differ += int((ours != theirs).sum())
     for i in range(len(segs)):
       a = np.zeros((size, size), np.float32)
       cv2.line(a, (int(x0[i]), int(y0[i])), (int(x1[i]), int(y1[i])), 1.0, int(t[i]))
-      b = masks.rasterize(1, size, size, masks.Segments(
-          np.zeros(1, np.int64), x0[i:i + 1], y0[i:i + 1], x1[i:i + 1], y1[i:i + 1],
-          t[i:i + 1], np.ones(1, np.int64), np.ones(1, np.int64)))[0]
+      b = _draw_one_mask(size, *(c[i:i + 1] for c in (x0, y0, x1, y1, t)))
       extra += int(((b > 0) & (a == 0)).sum())
       missing += int(((b == 0) & (a > 0)).sum())
       total += int(a.sum())
