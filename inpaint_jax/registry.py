@@ -1,7 +1,7 @@
 """Name -> object registries, so configs pick parts by name.
 
 One registry per kind of part (generators, discriminators, loss terms, data
-sources, mask generators). A module registers its parts at import time with the
+sources, mask generators, augmentations). A module registers its parts at import time with the
 `register` decorator; the trainer only ever looks them up by the name in the
 config, so adding a model family or a loss variant never touches the trainer.
 """
@@ -58,3 +58,4 @@ DISCRIMINATORS = Registry("discriminator")
 LOSSES = Registry("loss term")
 DATA_SOURCES = Registry("data source")
 MASK_GENERATORS = Registry("mask generator")
+AUGMENTATIONS = Registry("augmentation")
