@@ -352,7 +352,7 @@ def make_batches(config: ml_collections.ConfigDict) -> pipeline.InpaintBatches:
       source, mask_gen, image_size=config.data.image_size,
       global_batch_size=config.batch_size, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      random_flip=config.data.random_flip, prefetch=config.data.prefetch)
+      augment=config.data.augment, prefetch=config.data.prefetch)
 
 
 def stack_batches(local: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
