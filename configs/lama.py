@@ -54,6 +54,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # with 3 GPUs x 10 and big-lama with 8 GPUs x 15.
   c.batch_size = 30
   c.total_steps = 1_000_000
+  # Computation dtype of the networks: float32 | bfloat16. With bfloat16, convolutions and
+  # activations run in bfloat16 while parameters, optimiser state, BatchNorm statistics,
+  # FFTs and losses stay float32 (mixed precision for accelerators).
+  c.dtype = "float32"
   c.checkpoint_every_steps = 5_000
   c.keep_checkpoints = 3
   c.log_every_steps = 100

@@ -20,6 +20,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from inpaint_jax.models.layers import Conv
 from inpaint_jax.models.norm import BatchNorm
@@ -74,4 +75,5 @@ class NLayerDiscriminator(nn.Module):
       x = nn.leaky_relu(x, 0.2)
       feats.append(x)
     logits = conv(self.n_layers + 1, 1, 1)(x)
-    return logits, feats
+    # Losses run in float32 whatever the computation dtype (a no-op in float32).
+    return logits.astype(jnp.float32), [f.astype(jnp.float32) for f in feats]
