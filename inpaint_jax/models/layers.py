@@ -23,6 +23,7 @@ Kernel layouts (what the converters in `inpaint_jax.convert` rely on):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,17 +116,124 @@ def torch_bias_init(fan_in: int) -> Initializer:
   return init
 
 
+def _tap_slice(x: Array, a: int, b: int, out_hw: tuple[int, int], strides: tuple[int, int],
+               dilation: tuple[int, int]) -> Array:
+  """x[:, a*dh + sh*i, b*dw + sw*j] for i < ho, j < wo: what tap (a, b) of a VALID conv reads."""
+  (ho, wo), (sh, sw), (dh, dw) = out_hw, strides, dilation
+  return x[:, a * dh: a * dh + (ho - 1) * sh + 1: sh, b * dw: b * dw + (wo - 1) * sw + 1: sw]
+
+
+def _untap(d: Array, a: int, b: int, in_hw: tuple[int, int], strides: tuple[int, int],
+           dilation: tuple[int, int]) -> Array:
+  """Transpose of `_tap_slice`: d (N, ho, wo, C) placed back on the (N, H, W, C) grid."""
+  (h, w), (sh, sw), (dh, dw) = in_hw, strides, dilation
+  ho, wo = d.shape[1:3]
+  lo_h, lo_w = a * dh, b * dw
+  hi_h = h - lo_h - (ho - 1) * sh - 1
+  hi_w = w - lo_w - (wo - 1) * sw - 1
+  return lax.pad(d, jnp.zeros((), d.dtype),
+                 ((0, 0, 0), (lo_h, hi_h, sh - 1), (lo_w, hi_w, sw - 1), (0, 0, 0)))
+
+
+def _matmul(a: Array, b: Array) -> Array:
+  return lax.dot_general(a, b, (((a.ndim - 1,), (0,)), ((), ())))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_patch_grads(x: Array, kernel: Array, strides: tuple[int, int],
+                      dilation: tuple[int, int]) -> Array:
+  """VALID conv (XLA's forward) whose gradients are matrix products over patches.
+
+  XLA's CPU convolution computes the filter gradient as a convolution whose window
+  is the whole feature map, and the input gradient of a strided conv as an
+  lhs-dilated convolution; both run far below matmul speed at large spatial sizes.
+  Here dW = patches(x)^T @ dy and dx = the patches of dy @ W^T put back on the grid
+  (one fused sum of kh*kw padded slices).
+  """
+  return lax.conv_general_dilated(x, kernel, window_strides=strides, padding="VALID",
+                                  rhs_dilation=dilation,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _conv_patch_grads_fwd(x, kernel, strides, dilation):
+  return _conv_patch_grads(x, kernel, strides, dilation), (x, kernel)
+
+
+def _conv_patch_grads_bwd(strides, dilation, res, dy):
+  x, kernel = res
+  kh, kw, cin, cout = kernel.shape
+  out_hw = dy.shape[1:3]
+  taps = [(a, b) for a in range(kh) for b in range(kw)]
+  patches = jnp.concatenate([_tap_slice(x, a, b, out_hw, strides, dilation) for a, b in taps],
+                            axis=-1).reshape(-1, kh * kw * cin)
+  dy2 = dy.reshape(-1, cout)
+  dk = lax.dot_general(patches, dy2, (((0,), (0,)), ((), ()))).reshape(kernel.shape)
+  dp = _matmul(dy2, kernel.reshape(-1, cout).T).reshape(dy.shape[:3] + (kh * kw, cin))
+  dx = None
+  for t, (a, b) in enumerate(taps):
+    part = _untap(dp[..., t, :], a, b, x.shape[1:3], strides, dilation)
+    dx = part if dx is None else dx + part
+  return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_conv_patch_grads.defvjp(_conv_patch_grads_fwd, _conv_patch_grads_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _shifted_sum(z: Array, out_hw: tuple[int, int], dilation: tuple[int, int]) -> Array:
+  """sum over taps (a, b) of z[:, a*dh + i, b*dw + j, a, b]: (N, ho, wo, C).
+
+  z: (N, H, W, kh, kw, C), every tap's contribution at every input pixel. Its
+  gradient gathers dy into each tap's slot (a concatenation: every element written
+  once) instead of the sum of kh*kw padded copies that autodiff would build.
+  """
+  kh, kw = z.shape[3:5]
+  y = None
+  for a in range(kh):
+    for b in range(kw):
+      part = _tap_slice(z[:, :, :, a, b], a, b, out_hw, (1, 1), dilation)
+      y = part if y is None else y + part
+  return y
+
+
+def _shifted_sum_fwd(z, out_hw, dilation):
+  return _shifted_sum(z, out_hw, dilation), z.shape
+
+
+def _shifted_sum_bwd(out_hw, dilation, shape, dy):
+  n, h, w, kh, kw, c = shape
+  dh, dw = dilation
+  ho, wo = out_hw
+  ph, pw = dh * (kh - 1), dw * (kw - 1)
+  # dz[:, i, j, a, b] = dy[:, i - a*dh, j - b*dw] (0 outside): slices of a padded dy.
+  dyp = jnp.pad(dy, ((0, 0), (ph, h - ho), (pw, w - wo), (0, 0)))
+  parts = [dyp[:, ph - a * dh: ph - a * dh + h, pw - b * dw: pw - b * dw + w]
+           for a in range(kh) for b in range(kw)]
+  return (jnp.stack(parts, axis=3).reshape(shape),)
+
+
+_shifted_sum.defvjp(_shifted_sum_fwd, _shifted_sum_bwd)
+
+# Output pixels from which a conv's gradients go through patches (below that, XLA's own
+# convolution gradients are as fast), and the most patch memory that may cost.
+_PATCH_GRAD_MIN_PIXELS = 64 * 64
+_PATCH_GRAD_MAX_BYTES = 512 * 2**20
+
+
 def _conv_valid(x: Array, kernel: Array, strides: tuple[int, int],
-                dilation: tuple[int, int]) -> Array:
-  """VALID NHWC/HWIO convolution, lowered to the cheapest form for XLA's CPU backend.
+                dilation: tuple[int, int], patch_grads: bool = False) -> Array:
+  """VALID NHWC/HWIO convolution, lowered to the fastest form for XLA's CPU backend.
 
   * 1x1, stride 1: a plain matrix product (its gradients are matrix products too,
     which XLA runs faster than the equivalent convolution gradients).
-  * Few output channels (cout < 8, e.g. LaMa's 7x7 64 -> 3 output conv): one matrix
-    product to every tap's output at once, (N*H*W, cin) @ (cin, kh*kw*cout), then a
-    sum of kh*kw shifted slices. XLA's convolution runs such layers at a few GFLOP/s
-    because the output width is far below the vector and tile widths; the product
-    runs at matmul speed and the shifted sum only reads the product once.
+  * Few output channels (cout < 8, e.g. LaMa's 7x7 64 -> 3 output conv), stride 1:
+    one matrix product to every tap's output at once, (N*H*W, cin) @ (cin,
+    kh*kw*cout), then a sum of kh*kw shifted slices (`_shifted_sum`). XLA's
+    convolution runs such layers at a few GFLOP/s because the output width is far
+    below the vector and tile widths; the product runs at matmul speed.
+  * Strided, with a large output (>= 64x64 pixels) or `patch_grads`: XLA's
+    convolution forward, gradients as matrix products over patches
+    (`_conv_patch_grads`).
   * Otherwise `lax.conv_general_dilated`.
 
   All forms compute the same sums; only the order of the float additions differs.
@@ -135,22 +243,18 @@ def _conv_valid(x: Array, kernel: Array, strides: tuple[int, int],
   sh, sw = strides
   dh, dw = dilation
   if (kh, kw, sh, sw) == (1, 1, 1, 1):
-    y = lax.dot_general(x.reshape(-1, cin), kernel.reshape(cin, cout), (((1,), (0,)), ((), ())))
-    return y.reshape(n, h, w, cout)
+    return _matmul(x.reshape(-1, cin), kernel.reshape(cin, cout)).reshape(n, h, w, cout)
   ho = (h - dh * (kh - 1) - 1) // sh + 1
   wo = (w - dw * (kw - 1) - 1) // sw + 1
-  if cout < 8 and kh * kw > 1:
+  if cout < 8 and kh * kw > 1 and (sh, sw) == (1, 1):
     # (cin, kh, kw, cout): column (a, b, o) is tap (a, b)'s contribution to output o.
     taps = kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
-    z = lax.dot_general(x.reshape(-1, cin), taps, (((1,), (0,)), ((), ())))
-    z = z.reshape(n, h, w, kh, kw, cout)
-    y = None
-    for a in range(kh):
-      for b in range(kw):
-        part = z[:, a * dh: a * dh + (ho - 1) * sh + 1: sh,
-                 b * dw: b * dw + (wo - 1) * sw + 1: sw, a, b]
-        y = part if y is None else y + part
-    return y
+    z = _matmul(x.reshape(-1, cin), taps).reshape(n, h, w, kh, kw, cout)
+    return _shifted_sum(z, (ho, wo), (dh, dw))
+  patch_bytes = n * ho * wo * kh * kw * cin * x.dtype.itemsize
+  if (patch_grads or (sh, sw) != (1, 1) or ho * wo >= _PATCH_GRAD_MIN_PIXELS) and (
+      patch_bytes <= _PATCH_GRAD_MAX_BYTES):
+    return _conv_patch_grads(x, kernel, (sh, sw), (dh, dw))
   return lax.conv_general_dilated(x, kernel, window_strides=strides, padding="VALID",
                                   rhs_dilation=dilation,
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -201,7 +305,8 @@ def _conv_transpose_phases(x: Array, kernel: Array, strides: tuple[int, int],
   big = big.reshape(kh2, kw2, cin, sh * sw * cout)
   # Negative pads crop; lax.pad takes both.
   x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
-  y = _conv_valid(x, big, (1, 1), (1, 1))  # (N, mh, mw, sh*sw*cout)
+  # Its filter gradient as an XLA convolution is the slowest op of a LaMa step.
+  y = _conv_valid(x, big, (1, 1), (1, 1), patch_grads=True)  # (N, mh, mw, sh*sw*cout)
   y = y.reshape(n, mh, mw, sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
   return y.reshape(n, mh * sh, mw * sw, cout)[:, :out_hw[0], :out_hw[1]]
 
