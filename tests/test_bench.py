@@ -20,7 +20,7 @@ REQUIRED = {"median_s", "min_s", "max_s", "compile_s", "gflop", "gflops_per_s", 
 @pytest.fixture(autouse=True, scope="module")
 def _fast_compile():
   """The tiny programs compile faster than they run; skip XLA's optimisation passes."""
-  old = jax.config.jax_disable_most_optimizations
+  old = jax.config.read("jax_disable_most_optimizations")
   jax.config.update("jax_disable_most_optimizations", True)
   yield
   jax.config.update("jax_disable_most_optimizations", old)
