@@ -154,7 +154,10 @@ def generate(preset: str, n: int, size: int, seed: int) -> np.ndarray:
     if pending.size == 0:
       return out
     # Each pending mask redraws from its own generator, so mask i never depends on n.
-    cand = p.sampler([rngs[i] for i in pending], size)
+    try:
+      cand = p.sampler([rngs[i] for i in pending], size)
+    except ValueError as e:   # e.g. the preset's boxes do not fit a small --size
+      raise MaskSetError(f"--preset {preset} at --size {size}: {e}") from None
     areas = cand.reshape(len(pending), -1).mean(axis=1)
     ok = np.array([p.accept(float(a)) for a in areas], bool)
     out[pending[ok]] = cand[ok].astype(np.uint8)
