@@ -93,3 +93,38 @@ def test_errors_are_one_line(pairs, capsys):
   assert evaluate.main(["--targets", str(pairs / "nope"), "--predictions", str(pairs / "p"),
                         "--output", "x.json"]) == 2
   assert "--targets" in capsys.readouterr().err
+
+
+def test_lpips_and_fid_through_the_command(pairs, monkeypatch):
+  import jax
+
+  from inpaint_jax.convert import params_file
+  from inpaint_jax.metrics import fid, frechet, lpips
+
+  params = lpips.LPIPS().init(jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3), np.float32),
+                              np.zeros((1, 32, 32, 3), np.float32))["params"]
+  params = jax.tree.map(lambda p: np.abs(np.asarray(p)) + 0.01, params)
+  params_file.save_params(pairs / "lpips.npz", params, lpips.KIND)
+  # A small stand-in for the Inception features keeps the 2048-d sqrtm out of the test.
+  feats = lambda x: np.asarray(x, np.float64).mean(axis=(1, 2))[:, :2] * [1, 2]
+  monkeypatch.setattr(fid, "load", lambda path: feats)
+  out = str(pairs / "all.json")
+  assert evaluate.main(["--predictions", str(pairs / "p"), "--targets", str(pairs / "t"),
+                        "--masks", str(pairs / "m"), "--output", out, "--lpips-weights",
+                        str(pairs / "lpips.npz"), "--inception-weights", "stub"]) == 0
+  res = json.load(open(out))
+  assert res["unavailable"] == {} and res["rank_metric"] == "lpips"
+  ref = lpips.load(str(pairs / "lpips.npz"))
+  per = [res["per_image"][f"im{i}"]["lpips"] for i in range(4)]
+  assert abs(res["lpips"] - np.mean(per)) < 1e-9 and all(p > 0 for p in per)
+  t = np.asarray(Image.open(pairs / "t" / "im0.png"), np.float32)[None] / 255
+  p = np.asarray(Image.open(pairs / "p" / "im0.png"), np.float32)[None] / 255
+  assert abs(float(ref(p, t)[0]) - per[0]) < 1e-6
+  tf = np.stack([feats(np.asarray(Image.open(pairs / d / f"im{i}.png"), np.float32)[None]
+                       / 255)[0] for d in ("p", "t") for i in range(4)])
+  assert abs(res["fid"] - frechet.fid_from_features(tf[:4], tf[4:])) < 1e-9
+  # Bins with fewer than two images have no FID.
+  for row in res["bins"].values():
+    assert (row["fid"] is None) == (row["n_images"] < 2)
+  assert evaluate.main(["--predictions", str(pairs / "p"), "--targets", str(pairs / "t"),
+                        "--output", out, "--lpips-weights", str(pairs / "nope.npz")]) == 2
