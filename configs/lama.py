@@ -4,6 +4,7 @@ Variants (the text after ':'):
   fourier  lama-fourier: 9 FFC residual blocks, 27,048,835 generator params (default).
   big      big-lama: 18 blocks, 50,975,875 params, global batch 120 (8 GPUs x 15).
   demo     a small CPU variant for the quick start (runs in minutes on 2 cores).
+  tiny     a very small variant for tests (32 px, 4 steps).
 
 Run:
   python -m inpaint_jax.main --config=configs/lama.py --workdir=runs/lama
@@ -11,22 +12,40 @@ Run:
   python -m inpaint_jax.main --config=configs/lama.py:demo --workdir=runs/demo \
       --config.total_steps=50 --config.data.source=folder --config.data.folder=/photos
 
-The recipe follows the official `lama-fourier.yaml` / `big-lama.yaml` (see
-`shared/research/lama.md` §3-§5). Deliberate difference: the ResNet-50
-perceptual loss (HRFPL, weight 30) needs the ADE20k segmentation weights from a
-local file and is not part of this recipe yet.
+The recipe follows the official `lama-fourier.yaml` / `big-lama.yaml` (see the
+README, "LaMa"). Deliberate difference: the ResNet-50 perceptual loss (HRFPL,
+weight 30) needs the ADE20k segmentation weights from a local file and is not
+part of this recipe yet.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from inpaint_jax.config_lib import parse_arg, term
+from inpaint_jax.optim import optim_group
+
+VARIANTS = ("fourier", "big", "demo", "tiny")
+
+
+def mask_config(kind: str = "lama_mixed") -> ml_collections.ConfigDict:
+  """`masks`: a preset plus optional overrides (None = the preset's own value)."""
+  unset_int = lambda: config_dict.placeholder(int)
+  return ml_collections.ConfigDict(dict(
+      kind=kind,
+      scale=1.0,  # multiplies the preset's pixel sizes (lengths, widths, margins, boxes)
+      irregular_prob=config_dict.placeholder(float),
+      box_prob=config_dict.placeholder(float),
+      irregular=dict(max_angle=unset_int(), max_len=unset_int(), max_width=unset_int(),
+                     min_times=unset_int(), max_times=unset_int()),
+      box=dict(margin=unset_int(), bbox_min_size=unset_int(), bbox_max_size=unset_int(),
+               min_times=unset_int(), max_times=unset_int())))
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = parse_arg(arg, variant="fourier")
-  if a.variant not in ("fourier", "big", "demo"):
+  if a.variant not in VARIANTS:
     raise ValueError(
-        f"configs/lama.py: unknown variant {a.variant!r}; accepted: fourier, big, demo")
+        f"configs/lama.py: unknown variant {a.variant!r}; accepted: {', '.join(VARIANTS)}")
 
   c = ml_collections.ConfigDict()
   c.variant = a.variant
@@ -43,7 +62,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(dict(
       source="embedded",     # embedded | folder | tfds
       image_size=256,        # random square crops
-      random_flip=True,
+      # none | flip | distortions. LaMa trains with its `distortions` chain (perspective,
+      # affine, lens distortion, crop, flip, CLAHE, brightness/contrast, HSV; see
+      # inpaint_jax/data/augment.py). The demo keeps it: at 64 px it costs about 8 ms per
+      # example (the warps run on the full photo), 26 ms per 4-example batch against a
+      # ~160 ms training step, so the prefetched pipeline stays well ahead.
+      augment="distortions",
       folder="",             # for source=folder: any tree of JPEG/PNG
       small_images="error",  # error | skip | resize, for images smaller than the crop
       tfds_name="",          # for source=tfds, e.g. places365_small
@@ -52,20 +76,35 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       tfds_image_key="image",
       prefetch=2,            # batches prepared ahead by background threads
   ))
-  # LaMa's training masks (abl-04-256-mh-dist): irregular strokes or boxes,
-  # 50/50. Every parameter is spelled out so it can be overridden.
-  c.masks = ml_collections.ConfigDict(dict(
-      kind="lama_mixed", irregular_prob=0.5, box_prob=0.5,
-      irregular=dict(max_angle=4, max_len=200, max_width=100, min_times=1, max_times=5),
-      box=dict(margin=10, bbox_min_size=30, bbox_max_size=150, min_times=1, max_times=4)))
+  # LaMa's training masks (abl-04-256-mh-dist): irregular strokes or boxes, 50/50.
+  c.masks = mask_config("lama_mixed")
 
   c.generator = ml_collections.ConfigDict(dict(
       name="ffc_resnet", ngf=64, n_downsampling=3, n_blocks=9, ratio_g=0.75,
       enable_lfu=False))
   c.discriminator = ml_collections.ConfigDict(dict(name="nlayer", ndf=64, n_layers=4))
 
+  # Adam, G 1e-3 / D 1e-4, PyTorch betas, Lightning gradient_clip_val 1 per
+  # optimiser, no schedule.
   c.optim = ml_collections.ConfigDict(dict(
-      g_lr=1e-3, d_lr=1e-4, b1=0.9, b2=0.999, grad_clip_norm=1.0))
+      g=optim_group(name="adam", lr=1e-3, grad_clip_norm=1.0),
+      d=optim_group(name="adam", lr=1e-4, grad_clip_norm=1.0)))
+
+  c.train = ml_collections.ConfigDict(dict(
+      d_every=1,                # D steps on every iteration
+      n_critic=1,               # one D update per G update
+      critic_batches="fresh",   # fresh | same (only matters for n_critic > 1)
+      # LaMa runs the generator forward again for the D step (Lightning calls
+      # training_step once per optimiser), so G's BatchNorm statistics advance
+      # twice per iteration and D sees the output of the updated generator.
+      fresh_fake_for_d=True,
+      ema_decay=0.0,            # generator EMA off (LaMa: average_generator False)
+  ))
+  # Official runs used DDP without SyncBN: BatchNorm statistics over the 10
+  # images of one GPU (lama-fourier; 15 for big-lama), whatever the device count.
+  c.batchnorm = ml_collections.ConfigDict(dict(group_size=10))
+  c.phases = ml_collections.ConfigDict()   # one phase
+  c.frozen = ml_collections.ConfigDict()   # no frozen backbones yet (HRFPL pending)
 
   # Loss recipes: label -> (registered fn, weight, options). Labels name the
   # logged terms; `--config.losses.generator.fm.weight=0` switches a term off.
@@ -79,26 +118,35 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       adv=term("nonsaturating_d", 1.0, mask_as_fake_target=True),
       r1=term("r1_penalty", 0.001),
   ))
-  # LaMa runs the generator forward again for the D step (Lightning calls
-  # training_step once per optimiser), so G's BatchNorm statistics advance twice
-  # per iteration and D sees the output of the updated generator.
-  c.fresh_fake_for_d = True
+  c.losses.d_input = "pred"        # D scores the raw prediction, not the composite
+  c.losses.d_input_mask = False    # D sees RGB only
 
   if a.variant == "big":
     c.generator.n_blocks = 18
     c.batch_size = 120
-  elif a.variant == "demo":
+    c.batchnorm.group_size = 15
+  elif a.variant in ("demo", "tiny"):
     c.batch_size = 4
     c.total_steps = 500
     c.checkpoint_every_steps = 250
     c.log_every_steps = 25
     c.image_every_steps = 100
     c.data.image_size = 64
-    # The 256-px mask recipe scaled to 64 px (lengths and widths / 4).
-    c.masks.irregular.update(max_len=50, max_width=25)
-    c.masks.box.update(margin=3, bbox_min_size=8, bbox_max_size=38)
+    c.masks.scale = 0.25  # the 256-px mask recipe scaled to 64 px
+    c.batchnorm.group_size = 0  # the whole (small) batch
     c.generator.ngf = 16
     c.generator.n_blocks = 3
     c.discriminator.ndf = 16
     c.discriminator.n_layers = 3
+  if a.variant == "tiny":
+    c.total_steps = 4
+    c.checkpoint_every_steps = 2
+    c.log_every_steps = 1
+    c.image_every_steps = 2
+    c.data.image_size = 32
+    c.masks.scale = 0.125
+    c.generator.ngf = 8
+    c.generator.n_blocks = 1
+    c.discriminator.ndf = 8
+    c.discriminator.n_layers = 2
   return c

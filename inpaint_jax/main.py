@@ -19,6 +19,8 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from inpaint_jax import errors
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/lama.py or configs/lama.py:big.",
     lock_config=True)
@@ -55,6 +57,28 @@ class _QuietLibraries(pylogging.Filter):
     return record.levelno >= pylogging.WARNING or "/orbax/" not in record.pathname
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, with bad flags and configs reported as one line, exit 2.
+
+  Covers an unknown config field, a value of the wrong type and an error
+  raised by the config file itself (e.g. an unknown variant).
+  """
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    text = str(e)
+    if "Traceback (most recent call last)" in text:
+      # An exception raised by the config file: keep its last line only.
+      head = text.split("Traceback (most recent call last)", 1)[0]
+      text = f"{head.strip()} {text.strip().splitlines()[-1].strip()}"
+    errors.exit_with(errors.clean_message(text))
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    bad = " ".join(a for a in argv[1:] if a.startswith("--config"))
+    what = "unknown config field" if isinstance(e, AttributeError) else "bad config override"
+    errors.exit_with(f"{what} {errors.clean_message(e)} (in {bad})")
+  return []
+
+
 def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if len(argv) > 1:
@@ -77,15 +101,19 @@ def main(argv):
   logging.info("config: %s (overrides: %s)",
                config_flags.get_config_filename(flags.FLAGS["config"]),
                config_flags.get_override_values(flags.FLAGS["config"]))
-  if _MODE.value == "summary":
-    cli_modes.summary(config)
-  else:
-    from inpaint_jax import train  # pylint: disable=g-import-not-at-top
-    train.train_and_evaluate(config, workdir)
+  try:
+    if _MODE.value == "summary":
+      with errors.as_user_errors():
+        cli_modes.summary(config)
+    else:
+      from inpaint_jax import train  # pylint: disable=g-import-not-at-top
+      train.train_and_evaluate(config, workdir)
+  except errors.UserError as e:
+    errors.exit_with(str(e))
   if jax.process_count() > 1:
     jax.distributed.shutdown()
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -1,9 +1,10 @@
 """Name -> object registries, so configs pick parts by name.
 
 One registry per kind of part (generators, discriminators, loss terms, data
-sources, mask generators). A module registers its parts at import time with the
-`register` decorator; the trainer only ever looks them up by the name in the
-config, so adding a model family or a loss variant never touches the trainer.
+sources, mask generators, augmentations, frozen backbones, weight converters).
+A module registers its parts at import time with the `register` decorator; the
+trainer only ever looks them up by the name in the config, so adding a model
+family or a loss variant never touches the trainer.
 """
 
 from __future__ import annotations
@@ -58,3 +59,9 @@ DISCRIMINATORS = Registry("discriminator")
 LOSSES = Registry("loss term")
 DATA_SOURCES = Registry("data source")
 MASK_GENERATORS = Registry("mask generator")
+AUGMENTATIONS = Registry("augmentation")
+# Frozen networks that loss terms and metrics read (VGG, ResNet-50, Inception,
+# ...): kind -> `build(cfg) -> frozen.Backbone`, see `inpaint_jax.frozen`.
+BACKBONES = Registry("backbone")
+# PyTorch checkpoint -> model directory, for `python -m inpaint_jax.convert NAME`.
+CONVERTERS = Registry("converter")

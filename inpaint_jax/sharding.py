@@ -25,8 +25,9 @@ def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def data_sharded(mesh: jax.sharding.Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P("data"))
+def data_sharded(mesh: jax.sharding.Mesh, *, stacked: bool = False) -> NamedSharding:
+  """Batch axis over 'data': axis 0, or axis 1 for stacked (k, N, ...) batches."""
+  return NamedSharding(mesh, P(None, "data") if stacked else P("data"))
 
 
 def check_batch_size(global_batch_size: int) -> None:
@@ -38,18 +39,21 @@ def check_batch_size(global_batch_size: int) -> None:
         f"devices ({n_dev}, over {n_proc} process(es)); accepted: k * {n_dev}")
 
 
-def global_batch(local: Mapping[str, np.ndarray],
-                 mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+def global_batch(local: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh, *,
+                 stacked: bool = False) -> dict[str, jax.Array]:
   """Assembles global arrays from this process's rows of the batch.
 
   Args:
     local: name -> (global_batch // process_count, ...) numpy arrays holding
-      this process's contiguous slice of the global batch.
+      this process's contiguous slice of the global batch; with `stacked`,
+      (k, global_batch // process_count, ...): k batches of one iteration.
     mesh: the data mesh.
+    stacked: the batch axis is axis 1.
 
   Returns:
-    name -> (global_batch, ...) jax.Arrays sharded over 'data'.
+    name -> (global_batch, ...) (or (k, global_batch, ...)) jax.Arrays sharded
+    over 'data'.
   """
-  sharding = data_sharded(mesh)
+  sharding = data_sharded(mesh, stacked=stacked)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in local.items()}

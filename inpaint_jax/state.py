@@ -1,4 +1,4 @@
-"""The one explicit train state of a GAN inpainting run."""
+"""The one explicit train state of an inpainting run."""
 
 from __future__ import annotations
 
@@ -11,25 +11,46 @@ PyTree = Any
 
 
 @flax.struct.dataclass
+class NetState:
+  """One trained network.
+
+  Attributes:
+    params: its `params` collection.
+    collections: its other Flax collections (`batch_stats` for BatchNorm
+      running statistics, `spectral` for spectral-norm u/v), possibly empty.
+    opt_state: its optax state.
+  """
+
+  params: PyTree
+  collections: PyTree
+  opt_state: PyTree
+
+  @property
+  def variables(self) -> dict[str, PyTree]:
+    """{"params": ..., **collections}, ready for `module.apply`."""
+    return {"params": self.params, **self.collections}
+
+
+@flax.struct.dataclass
 class TrainState:
   """Everything a run needs to continue exactly; saved whole in checkpoints.
 
+  Frozen loss / metric backbones are not part of it: they are loaded from
+  their files at start-up and passed to the step as an argument.
+
   Attributes:
-    step: int32 scalar, the number of finished iterations (G step + D step).
-    g_params / d_params: generator / discriminator `params` collections.
-    g_vars / d_vars: their other Flax collections (`batch_stats` for BatchNorm
-      running statistics, `spectral` for spectral-norm u/v), possibly empty.
-    g_opt_state / d_opt_state: optax states.
+    step: int32 scalar, the number of finished iterations (one G update and the
+      D updates that the schedule puts in the same iteration).
+    nets: network name -> NetState; "g" always, "d" when the recipe is
+      adversarial.
+    ema_params: exponential moving average of the generator's params, or an
+      empty dict when `train.ema_decay` is 0.
     rng: the run's base PRNG key (uint32[2]); each step folds in its index.
   """
 
   step: jax.Array
-  g_params: PyTree
-  g_vars: PyTree
-  g_opt_state: PyTree
-  d_params: PyTree
-  d_vars: PyTree
-  d_opt_state: PyTree
+  nets: dict[str, NetState]
+  ema_params: PyTree
   rng: jax.Array
 
 

@@ -1,19 +1,40 @@
-"""One train loop for every GAN inpainting family.
+"""One train loop for every inpainting family.
 
-`train_and_evaluate(config, workdir)` builds the generator, discriminator and
-loss recipes named in the config, jits one iteration (G step, then D step) over
-a ('data',) device mesh, and runs it with periodic logging, TensorBoard
-summaries, sample grids and orbax checkpoints. It resumes automatically from
-the latest checkpoint in `workdir`.
+`train_and_evaluate(config, workdir)` builds the networks, optimisers, frozen
+backbones and loss recipes named in the config (`inpaint_jax.system`), jits
+the iteration over a ('data',) device mesh and runs it with periodic logging,
+TensorBoard summaries, sample grids, validation and orbax checkpoints. It
+resumes automatically from the latest checkpoint in `workdir`.
+
+One iteration (`TrainState.step` counts them):
+
+  G step      generator forward (train mode) on the iteration's first batch,
+              the generator recipe (which may read D's outputs, D in train mode
+              with its state advancing as in PyTorch, and frozen backbones),
+              one update of G (and of its EMA).
+  D steps     when the run has a D and the iteration is a D iteration
+              (`train.d_every`): `train.n_critic` updates of D, each on a
+              generator pass made after the G update (`train.fresh_fake_for_d`,
+              LaMa's Lightning loop) and on the iteration's batches
+              (`train.critic_batches`: `fresh` = batch j for critic step j,
+              `same` = the first batch every time).
+
+Iteration s reads the data steps [s * k, (s + 1) * k) with k = n_critic for
+fresh critic batches and 1 otherwise, so the data at every iteration is a pure
+function of (seed, s) and resuming needs only the step. Training phases
+(`phases`) switch learning rates and freeze BatchNorm from a given iteration
+on; the phase is a function of the step too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -23,173 +44,305 @@ import numpy as np
 import optax
 from absl import logging
 
-from inpaint_jax import losses, sharding
+from inpaint_jax import errors, losses, sharding
+from inpaint_jax import frozen as frozen_lib
+from inpaint_jax import system as system_lib
 from inpaint_jax.checkpoint import Checkpointer
 from inpaint_jax.data import masks as masks_lib
 from inpaint_jax.data import pipeline, sources
-from inpaint_jax.models import factory
-from inpaint_jax.state import TrainState, split_variables
+from inpaint_jax.models import norm
+from inpaint_jax.state import NetState, TrainState
 from inpaint_jax.utils import writers
 
 Batch = dict[str, jax.Array]
-
-# Fault injection for tests: SIGKILL this process right after the checkpoint
-# save of this step has started (asynchronously), as a preemption without
-# warning would. Unset in normal use.
-_KILL_AT_STEP_ENV = "INPAINT_JAX_KILL_AT_STEP"
+PyTree = Any
+CRITIC_BATCHES = ("fresh", "same")
 
 
 # ----------------------------------------------------------------------------
-# Models and optimisers.
+# The schedule: what each iteration does.
 # ----------------------------------------------------------------------------
-def make_optimizers(config: ml_collections.ConfigDict):
-  """Adam for G and D after global-norm clipping (Lightning gradient_clip_val)."""
-  o = config.optim
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """A training phase: from `start_step` on, until the next phase starts.
 
-  def adam(lr):
-    chain = [optax.adam(lr, b1=o.b1, b2=o.b2)]
-    if o.grad_clip_norm:
-      chain.insert(0, optax.clip_by_global_norm(o.grad_clip_norm))
-    return optax.chain(*chain)
+  Attributes:
+    name: its label in `phases` ("main" for the implicit first phase).
+    start_step: the first iteration of the phase.
+    freeze_bn: every BatchNorm of every network uses its running statistics
+      and does not update them (parameters are still trained).
+    lr: net name -> constant learning rate replacing that net's schedule.
+  """
 
-  return adam(o.g_lr), adam(o.d_lr)
-
-
-def init_state(config: ml_collections.ConfigDict, g_model: nn.Module, d_model: nn.Module,
-               tx_g: optax.GradientTransformation, tx_d: optax.GradientTransformation,
-               rng: jax.Array) -> TrainState:
-  """Initialises all parameters, statistics and optimiser states."""
-  size = config.data.image_size
-  g_rng, d_rng, run_rng = jax.random.split(rng, 3)
-  image = jnp.zeros((1, size, size, 3), jnp.float32)
-  mask = jnp.zeros((1, size, size, 1), jnp.float32)
-  g_params, g_vars = split_variables(g_model.init(g_rng, image, mask, train=False))
-  d_params, d_vars = split_variables(d_model.init(d_rng, image, train=False))
-  return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      g_params=g_params, g_vars=g_vars, g_opt_state=tx_g.init(g_params),
-      d_params=d_params, d_vars=d_vars, d_opt_state=tx_d.init(d_params),
-      rng=run_rng)
+  name: str
+  start_step: int
+  freeze_bn: bool = False
+  lr: tuple[tuple[str, float], ...] = ()
 
 
-def count_params(tree) -> int:
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+@dataclasses.dataclass(frozen=True)
+class StepPlan:
+  """The static shape of one iteration (one compiled step per distinct plan)."""
+
+  do_d: bool
+  n_critic: int
+  critic_batches: str
+  fresh_fake_for_d: bool
+  phase: Phase
+  ema_decay: float
+  bn_group_size: int
+
+
+def parse_phases(config: ml_collections.ConfigDict, nets: Mapping[str, Any]) -> list[Phase]:
+  """The phases of `config.phases`, sorted by start, with the implicit first one."""
+  phases = [Phase("main", 0)]
+  for name, cfg in dict(config.get("phases") or {}).items():
+    cfg = dict(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
+    field = f"phases.{name}"
+    unknown = sorted(set(cfg) - {"start_step", "freeze_bn", "lr"})
+    if unknown:
+      raise ValueError(f"config field(s) {', '.join(f'{field}.{k}' for k in unknown)} not "
+                       "accepted; accepted: start_step, freeze_bn, lr")
+    start = int(cfg.get("start_step", -1))
+    if start <= 0:
+      raise ValueError(f"config field {field}.start_step={start} must be a positive "
+                       "iteration (the first phase starts at 0)")
+    lr = dict(cfg.get("lr") or {})
+    for net in lr:
+      if net not in nets:
+        raise ValueError(f"config field {field}.lr.{net}: no network {net!r}; networks: "
+                         f"{', '.join(nets)}")
+    phases.append(Phase(name, start, bool(cfg.get("freeze_bn", False)),
+                        tuple(sorted((k, float(v)) for k, v in lr.items()))))
+  phases.sort(key=lambda p: p.start_step)
+  starts = [p.start_step for p in phases]
+  if len(set(starts)) != len(starts):
+    raise ValueError(f"config field phases: two phases start at the same step ({starts})")
+  return phases
+
+
+def phase_at(phases: list[Phase], step: int) -> Phase:
+  current = phases[0]
+  for p in phases:
+    if p.start_step <= step:
+      current = p
+  return current
+
+
+class Schedule:
+  """Maps an iteration to its `StepPlan` and its data steps."""
+
+  def __init__(self, config: ml_collections.ConfigDict, system: system_lib.System):
+    t = config.train
+    self.d_every = int(t.d_every)
+    self.n_critic = int(t.n_critic)
+    self.critic_batches = str(t.critic_batches)
+    if self.d_every < 1:
+      raise ValueError(f"config field train.d_every={self.d_every} must be >= 1")
+    if self.n_critic < 1:
+      raise ValueError(f"config field train.n_critic={self.n_critic} must be >= 1")
+    if self.critic_batches not in CRITIC_BATCHES:
+      raise ValueError(f"config field train.critic_batches={self.critic_batches!r} is not "
+                       f"accepted; accepted: {', '.join(CRITIC_BATCHES)}")
+    self.has_d = system.has_discriminator
+    self.fresh_fake_for_d = bool(t.fresh_fake_for_d)
+    self.ema_decay = system_lib.ema_decay(config)
+    self.bn_group_size = int(config.batchnorm.group_size)
+    if self.bn_group_size < 0 or (self.bn_group_size
+                                  and config.batch_size % self.bn_group_size):
+      raise ValueError(f"config field batchnorm.group_size={self.bn_group_size} must be 0 "
+                       f"(whole batch) or divide batch_size={config.batch_size}")
+    self.phases = parse_phases(config, system.nets)
+
+  @property
+  def batches_per_step(self) -> int:
+    """k: data steps read per iteration."""
+    return self.n_critic if (self.has_d and self.critic_batches == "fresh") else 1
+
+  def is_d_step(self, step: int) -> bool:
+    """D is stepped on iterations d_every, 2 * d_every, ... (counting from 1)."""
+    return self.has_d and (step + 1) % self.d_every == 0
+
+  def plan(self, step: int) -> StepPlan:
+    return StepPlan(do_d=self.is_d_step(step), n_critic=self.n_critic,
+                    critic_batches=self.critic_batches,
+                    fresh_fake_for_d=self.fresh_fake_for_d,
+                    phase=phase_at(self.phases, step), ema_decay=self.ema_decay,
+                    bn_group_size=self.bn_group_size)
 
 
 # ----------------------------------------------------------------------------
 # The jitted iteration.
 # ----------------------------------------------------------------------------
-def _apply(model: nn.Module, params, variables, *args, train: bool, **kwargs):
-  """Applies `model`; in train mode returns (out, updated non-param collections)."""
-  all_vars = {"params": params, **variables}
-  if train and variables:
-    return model.apply(all_vars, *args, train=True, mutable=list(variables), **kwargs)
-  return model.apply(all_vars, *args, train=train, **kwargs), variables
+def apply_net(model: nn.Module, variables: PyTree, *args: Any, train: bool,
+              rngs: dict[str, jax.Array] | None = None, freeze_bn: bool = False,
+              **kwargs: Any) -> tuple[Any, PyTree]:
+  """Applies `model`; returns (output, updated non-param collections).
+
+  In train mode every non-param collection is updatable (BatchNorm statistics,
+  spectral-norm vectors), except `batch_stats` when `freeze_bn`, which makes
+  BatchNorm use its running statistics (see `models.norm`).
+  """
+  collections = {k: v for k, v in variables.items() if k != "params"}
+  mutable = [k for k in collections if not (freeze_bn and k == "batch_stats")]
+  if train and mutable:
+    out, updates = model.apply(variables, *args, train=True, mutable=mutable, rngs=rngs,
+                               **kwargs)
+    return out, {**collections, **updates}
+  return model.apply(variables, *args, train=train, rngs=rngs, **kwargs), collections
 
 
-def train_step(state: TrainState, batch: Batch, *, g_model: nn.Module, d_model: nn.Module,
-               tx_g: optax.GradientTransformation, tx_d: optax.GradientTransformation,
-               g_recipe, d_recipe, fresh_fake_for_d: bool) -> tuple[TrainState, dict]:
-  """One iteration: a generator step, then a discriminator step.
+def _rngs(key: jax.Array) -> dict[str, jax.Array]:
+  dropout, noise = jax.random.split(key)
+  return {"dropout": dropout, "noise": noise}
+
+
+def _take(batches: Batch, j: int | jax.Array) -> Batch:
+  return {k: v[j] for k, v in batches.items()}
+
+
+def _lr(system: system_lib.System, plan: StepPlan, net: str, step: jax.Array) -> jax.Array:
+  override = dict(plan.phase.lr).get(net)
+  if override is not None:
+    return jnp.asarray(override, jnp.float32)
+  return system.optimizers[net].schedule(step)
+
+
+def train_step(state: TrainState, batches: Batch, frozen_vars: PyTree, *,
+               system: system_lib.System, plan: StepPlan) -> tuple[TrainState, dict]:
+  """One iteration (see the module docstring).
 
   Args:
     state: the train state (replicated).
-    batch: {"image": (N, H, W, 3) in [0, 1], "mask": (N, H, W, 1), 1 = hole},
-      sharded over 'data'.
-    g_model, d_model, tx_g, tx_d, g_recipe, d_recipe, fresh_fake_for_d: static
-      parts bound with functools.partial.
+    batches: {"image": (k, N, H, W, 3) in [0, 1], "mask": (k, N, H, W, 1),
+      1 = hole}: the iteration's k batches, sharded over 'data' on axis 1.
+    frozen_vars: name -> variables of the frozen backbones (replicated); an
+      argument, so the weights are inputs of the compiled program, not
+      constants.
+    system: static: modules, optimisers, config.
+    plan: static: what this iteration does.
 
   Returns:
     (new state, scalar metrics).
-
-  The discriminator's own state (BatchNorm running statistics, spectral-norm
-  vectors) advances only in the D step; in the G step D runs in train mode and
-  its state updates are dropped.
   """
-  image, mask = batch["image"], batch["mask"]
+  with norm.batch_stat_groups(plan.bn_group_size):
+    return _train_step(state, batches, frozen_vars, system=system, plan=plan)
+
+
+def _train_step(state, batches, frozen_vars, *, system, plan):
+  recipes = system.config.losses
+  g_model = system.nets["g"]
+  d_model = system.nets.get("d")
+  freeze_bn = plan.phase.freeze_bn
+  frozen = frozen_lib.bind(system.frozen_modules, frozen_vars)
   rng = jax.random.fold_in(state.rng, state.step)
-  g_rng, d_rng = jax.random.split(rng)
+  g_rng, g_loss_rng, d_rng = jax.random.split(rng, 3)
+  g_net = state.nets["g"]
+  d_net = state.nets.get("d")
+  first = _take(batches, 0)
 
-  def disc_fn(d_params, d_vars):
-    return lambda x: _apply(d_model, d_params, d_vars, x, train=True)[0]
+  def discriminate(d_params, d_cols, x, mask, key):
+    return apply_net(d_model, {"params": d_params, **d_cols}, system.d_view(x, mask),
+                     train=True, rngs=_rngs(key), freeze_bn=freeze_bn)
 
-  # --- Generator step (D frozen: not differentiated). ---
+  # --- Generator step. D is not differentiated, but runs in train mode and its
+  # state (BatchNorm statistics, spectral-norm vectors) advances, as in PyTorch
+  # where D is frozen only through requires_grad. ---
   def g_loss_fn(g_params):
-    outputs, g_vars = _apply(g_model, g_params, state.g_vars, image, mask, train=True)
-    disc = disc_fn(state.d_params, state.d_vars)
-    inputs = losses.LossInputs(image=image, mask=mask, outputs=outputs,
-                               fake=disc(outputs["pred"]), real=disc(image), disc=disc,
-                               rng=g_rng)
-    total, metrics = losses.evaluate(g_recipe, inputs, prefix="g/")
-    return total, (metrics, outputs, g_vars)
+    image, mask = first["image"], first["mask"]
+    outputs, g_cols = apply_net(g_model, {"params": g_params, **g_net.collections}, image, mask,
+                                train=True, rngs=_rngs(g_rng), freeze_bn=freeze_bn)
+    d_cols = d_net.collections if d_net is not None else {}
+    real = fake = disc = fake_image = None
+    if d_net is not None:
+      k_real, k_fake, k_disc = jax.random.split(jax.random.fold_in(g_rng, 1), 3)
+      fake_image, real_image = system.d_inputs(image, mask, outputs)
+      cols0 = d_cols
+      real, d_cols = discriminate(d_net.params, d_cols, real_image, mask, k_real)
+      fake, d_cols = discriminate(d_net.params, d_cols, fake_image, mask, k_fake)
+      disc = lambda x: discriminate(d_net.params, cols0, x, mask, k_disc)[0]
+    inputs = losses.LossInputs(image=image, mask=mask, outputs=outputs, fake=fake, real=real,
+                               disc=disc, fake_image=fake_image, frozen=frozen,
+                               rng=g_loss_rng)
+    total, metrics = losses.evaluate(recipes.generator, inputs, prefix="g/")
+    return total, (metrics, outputs, g_cols, d_cols)
 
-  (_, (g_metrics, outputs, g_vars)), g_grads = jax.value_and_grad(
-      g_loss_fn, has_aux=True)(state.g_params)
-  g_updates, g_opt_state = tx_g.update(g_grads, state.g_opt_state, state.g_params)
-  g_params = optax.apply_updates(state.g_params, g_updates)
+  (_, (metrics, outputs, g_cols, d_cols)), g_grads = jax.value_and_grad(
+      g_loss_fn, has_aux=True)(g_net.params)
+  g_lr = _lr(system, plan, "g", state.step)
+  g_params, g_opt = system.optimizers["g"].update(g_grads, g_net.opt_state, g_net.params, g_lr)
+  metrics.update({"g/grad_norm": optax.tree.norm(g_grads), "g/lr": g_lr,
+                  "g/param_norm": optax.tree.norm(g_params)})
+  ema = state.ema_params
+  if plan.ema_decay > 0:
+    ema = jax.tree.map(lambda e, p: plan.ema_decay * e + (1.0 - plan.ema_decay) * p, ema,
+                       g_params)
+  nets = dict(state.nets)
+  nets["g"] = NetState(g_params, g_cols, g_opt)
+  if d_net is not None:
+    nets["d"] = d_net.replace(collections=d_cols)
 
-  # --- Discriminator step. ---
-  if fresh_fake_for_d:
-    fresh, g_vars = _apply(g_model, g_params, g_vars, image, mask, train=True)
-    fake_image = jax.lax.stop_gradient(fresh["pred"])
-  else:
-    fake_image = jax.lax.stop_gradient(outputs["pred"])
+  # --- Discriminator steps. ---
+  if plan.do_d:
+    reuse_g_outputs = plan.n_critic == 1 and not plan.fresh_fake_for_d
+    d_opt = system.optimizers["d"]
+    d_lr = _lr(system, plan, "d", state.step)
 
-  def d_loss_fn(d_params):
-    real, d_vars = _apply(d_model, d_params, state.d_vars, image, train=True)
-    fake, d_vars = _apply(d_model, d_params, d_vars, fake_image, train=True)
-    inputs = losses.LossInputs(image=image, mask=mask, outputs={"pred": fake_image},
-                               fake=fake, real=real, disc=disc_fn(d_params, state.d_vars),
-                               rng=d_rng)
-    total, metrics = losses.evaluate(d_recipe, inputs, prefix="d/")
-    return total, (metrics, d_vars)
+    def critic_step(carry, j):
+      d_state, g_cols = carry
+      batch = _take(batches, j) if plan.critic_batches == "fresh" else first
+      image, mask = batch["image"], batch["mask"]
+      key = jax.random.fold_in(d_rng, j)
+      k_g, k_real, k_fake, k_disc, k_loss = jax.random.split(key, 5)
+      if reuse_g_outputs:
+        fake_outputs = outputs
+      else:
+        fake_outputs, g_cols = apply_net(g_model, {"params": g_params, **g_cols}, image, mask,
+                                         train=True, rngs=_rngs(k_g), freeze_bn=freeze_bn)
+      fake_outputs = jax.lax.stop_gradient(fake_outputs)
+      fake_image, real_image = system.d_inputs(image, mask, fake_outputs)
 
-  (_, (d_metrics, d_vars)), d_grads = jax.value_and_grad(
-      d_loss_fn, has_aux=True)(state.d_params)
-  d_updates, d_opt_state = tx_d.update(d_grads, state.d_opt_state, state.d_params)
-  d_params = optax.apply_updates(state.d_params, d_updates)
+      def d_loss_fn(d_params):
+        cols0 = d_state.collections
+        real, cols = discriminate(d_params, cols0, real_image, mask, k_real)
+        fake, cols = discriminate(d_params, cols, fake_image, mask, k_fake)
+        # The penalty terms call D again on their own inputs; like PyTorch's
+        # double backprop through the real forward, that call starts from the
+        # state before the real forward and its updates are dropped.
+        disc = lambda x: discriminate(d_params, cols0, x, mask, k_disc)[0]
+        inputs = losses.LossInputs(image=image, mask=mask, outputs=fake_outputs, fake=fake,
+                                   real=real, disc=disc, fake_image=fake_image, frozen=frozen,
+                                   rng=k_loss)
+        total, m = losses.evaluate(recipes.discriminator, inputs, prefix="d/")
+        return total, (m, cols)
 
-  metrics = {**g_metrics, **d_metrics,
-             "g/grad_norm": optax.tree.norm(g_grads),
-             "d/grad_norm": optax.tree.norm(d_grads),
-             "g/param_norm": optax.tree.norm(g_params),
-             "d/param_norm": optax.tree.norm(d_params)}
-  new_state = state.replace(step=state.step + 1, g_params=g_params, g_vars=g_vars,
-                            g_opt_state=g_opt_state, d_params=d_params, d_vars=d_vars,
-                            d_opt_state=d_opt_state)
+      (_, (m, cols)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_state.params)
+      params, opt_state = d_opt.update(grads, d_state.opt_state, d_state.params, d_lr)
+      m["d/grad_norm"] = optax.tree.norm(grads)
+      return (NetState(params, cols, opt_state), g_cols), m
+
+    if plan.n_critic == 1:
+      (d_state, g_cols), d_metrics = critic_step((nets["d"], nets["g"].collections), 0)
+    else:
+      (d_state, g_cols), d_metrics = jax.lax.scan(
+          critic_step, (nets["d"], nets["g"].collections), jnp.arange(plan.n_critic))
+      d_metrics = jax.tree.map(jnp.mean, d_metrics)  # mean over the critic steps
+    nets["d"] = d_state
+    nets["g"] = nets["g"].replace(collections=g_cols)
+    metrics.update(d_metrics)
+    metrics.update({"d/lr": d_lr, "d/param_norm": optax.tree.norm(d_state.params)})
+
+  new_state = state.replace(step=state.step + 1, nets=nets, ema_params=ema)
   return new_state, metrics
 
 
-def predict(state: TrainState, batch: Batch, *, g_model: nn.Module) -> dict[str, jax.Array]:
-  """Eval-mode prediction and composite `mask * pred + (1 - mask) * image`."""
-  outputs, _ = _apply(g_model, state.g_params, state.g_vars, batch["image"], batch["mask"],
-                      train=False)
-  pred = outputs["pred"]
-  composite = batch["mask"] * pred + (1.0 - batch["mask"]) * batch["image"]
-  return {"pred": pred, "composite": composite}
-
-
 # ----------------------------------------------------------------------------
-# Setup shared by training and the CLI modes.
+# Setup.
 # ----------------------------------------------------------------------------
-def build(config: ml_collections.ConfigDict):
-  """Returns (g_model, d_model, tx_g, tx_d) for the config."""
-  g_model = factory.build_generator(config)
-  d_model = factory.build_discriminator(config)
-  tx_g, tx_d = make_optimizers(config)
-  return g_model, d_model, tx_g, tx_d
-
-
-def _check_config(config: ml_collections.ConfigDict) -> None:
+def check_config(config: ml_collections.ConfigDict) -> None:
   for field in ("batch_size", "total_steps", "checkpoint_every_steps", "log_every_steps"):
     if int(config[field]) <= 0:
       raise ValueError(f"config field {field}={config[field]} must be a positive integer")
-  for group in ("generator", "discriminator"):
-    for label in config.losses[group]:
-      entry = config.losses[group][label]
-      if "fn" not in entry or "weight" not in entry:
-        raise ValueError(
-            f"config field losses.{group}.{label} needs 'fn' and 'weight'; got {dict(entry)}")
 
 
 def make_batches(config: ml_collections.ConfigDict) -> pipeline.InpaintBatches:
@@ -199,7 +352,12 @@ def make_batches(config: ml_collections.ConfigDict) -> pipeline.InpaintBatches:
       source, mask_gen, image_size=config.data.image_size,
       global_batch_size=config.batch_size, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      random_flip=config.data.random_flip, prefetch=config.data.prefetch)
+      augment=config.data.augment, prefetch=config.data.prefetch)
+
+
+def stack_batches(local: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  """k local batches -> {"image": (k, N_local, ...), ...}."""
+  return {k: np.stack([b[k] for b in local]) for k in local[0]}
 
 
 class _StopRequest:
@@ -226,64 +384,114 @@ class _StopRequest:
       self._previous = None
 
 
+def _mean_metrics(fetched: list[dict[str, Any]]) -> dict[str, float]:
+  """Means over the steps that report each key (D keys appear on D iterations only)."""
+  keys = sorted({k for m in fetched for k in m})
+  return {k: float(np.mean([m[k] for m in fetched if k in m])) for k in keys}
+
+
 # ----------------------------------------------------------------------------
 # The loop.
 # ----------------------------------------------------------------------------
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       *, step_callback: Callable[[int], None] | None = None) -> TrainState:
+FAULT_ENV = "INPAINT_JAX_FAULT"
+
+
+class InjectedFault(RuntimeError):
+  """Raised by the `raise@N` test fault."""
+
+
+def _fault_hook() -> Callable[[int], None]:
+  """The test hook: `INPAINT_JAX_FAULT=raise@N` or `sigkill@N`, else a no-op.
+
+  After step N has finished and its checkpoint save (if any) has started,
+  `raise@N` raises `InjectedFault` (a crash) and `sigkill@N` sends SIGKILL to
+  this process (a preemption without warning, possibly in the middle of an
+  asynchronous save). Unset in normal use.
+  """
+  spec = os.environ.get(FAULT_ENV, "")
+  if not spec:
+    return lambda step: None
+  kind, _, at = spec.partition("@")
+  if kind not in ("raise", "sigkill") or not at.isdigit():
+    raise ValueError(f"{FAULT_ENV}={spec!r}: expected raise@N or sigkill@N")
+  at_step = int(at)
+
+  def hook(step: int) -> None:
+    if step != at_step:
+      return
+    if kind == "raise":
+      raise InjectedFault(f"{FAULT_ENV}: injected crash after step {step}")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+  return hook
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains until `config.total_steps`, resuming from `workdir` if possible.
 
   Args:
     config: a locked config from `configs/`.
     workdir: where checkpoints, TensorBoard events, metrics.jsonl and sample
       grids go.
-    step_callback: called with the step number after each finished step
-      (tests use it to simulate crashes).
 
   Returns:
     The final train state.
   """
-  _check_config(config)
-  is_writer = jax.process_index() == 0
-  writer = writers.MetricWriter(workdir, enabled=is_writer)
-  writer.write_hparams(config.to_dict())
-  logging.info("process %d/%d, %d local / %d global devices: %s", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count(),
-               jax.devices()[0].platform)
+  # Everything up to the first step checks what the user asked for: its
+  # errors (bad config fields, paths, files, shapes) become one-line errors.
+  with errors.as_user_errors():
+    check_config(config)
+    system = system_lib.build(config)
+    schedule = Schedule(config, system)
+    is_writer = jax.process_index() == 0
+    writer = writers.MetricWriter(workdir, enabled=is_writer)
+    writer.write_hparams(config.to_dict())
+    logging.info("process %d/%d, %d local / %d global devices: %s", jax.process_index(),
+                 jax.process_count(), jax.local_device_count(), jax.device_count(),
+                 jax.devices()[0].platform)
 
-  # ---- Mesh. ----
-  mesh = sharding.make_mesh()
-  sharding.check_batch_size(config.batch_size)
-  repl = sharding.replicated(mesh)
+    # ---- Mesh. ----
+    mesh = sharding.make_mesh()
+    sharding.check_batch_size(config.batch_size)
+    repl = sharding.replicated(mesh)
 
-  # ---- Input pipeline (started early so prefetch overlaps compilation). ----
-  batches = make_batches(config)
+    # ---- Input pipeline (started early so prefetch overlaps compilation). ----
+    batches = make_batches(config)
 
-  # ---- Models, optimisers, state. ----
-  g_model, d_model, tx_g, tx_d = build(config)
-  init_fn = functools.partial(init_state, config, g_model, d_model, tx_g, tx_d)
-  with jax.set_mesh(mesh):
-    state = jax.jit(init_fn, out_shardings=repl)(jax.random.PRNGKey(config.seed))
-  logging.info("generator_params: %d, discriminator_params: %d",
-               count_params(state.g_params), count_params(state.d_params))
+    # ---- State and frozen backbones. ----
+    frozen_host = system.load_frozen()
+    with jax.set_mesh(mesh):
+      state = jax.jit(functools.partial(system_lib.init_state, system),
+                      out_shardings=repl)(jax.random.PRNGKey(config.seed))
+      frozen_vars = jax.device_put(frozen_host, repl)
+    counts = system_lib.param_counts(state)
+    logging.info("generator_params: %d, discriminator_params: %d", counts["generator_params"],
+                 counts["discriminator_params"])
 
-  # ---- Resume. ----
-  ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-  latest = ckpt.latest_step()
-  if latest is not None:
-    state, meta = ckpt.restore(latest, state)
-    logging.info("Resumed from %s at step %d (data position %s).", ckpt.directory, latest,
-                 meta.get("data_position"))
-  start_step = int(jax.device_get(state.step))
+    # ---- Resume. ----
+    ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+    latest = ckpt.latest_step()
+    if latest is not None:
+      state, meta = ckpt.restore(latest, state)
+      logging.info("Resumed from %s at step %d (data position %s).", ckpt.directory, latest,
+                   meta.get("data_position"))
+    start_step = int(jax.device_get(state.step))
+    k = schedule.batches_per_step
 
-  # ---- Jitted functions. ----
-  step_fn = jax.jit(
-      functools.partial(train_step, g_model=g_model, d_model=d_model, tx_g=tx_g, tx_d=tx_d,
-                        g_recipe=config.losses.generator.to_dict(),
-                        d_recipe=config.losses.discriminator.to_dict(),
-                        fresh_fake_for_d=config.fresh_fake_for_d),
-      out_shardings=(repl, repl), donate_argnums=0)
-  predict_fn = jax.jit(functools.partial(predict, g_model=g_model), out_shardings=repl)
+  # ---- Jitted functions: one train step per distinct plan. ----
+  step_fns: dict[StepPlan, Callable] = {}
+
+  def step_fn(plan: StepPlan):
+    if plan not in step_fns:
+      step_fns[plan] = jax.jit(functools.partial(train_step, system=system, plan=plan),
+                               out_shardings=(repl, repl), donate_argnums=0)
+    return step_fns[plan]
+
+  g_model = system.nets["g"]
+  predict_fn = jax.jit(
+      lambda state, image, mask: system_lib.predict(
+          g_model, system_lib.generator_variables(state), image, mask),
+      out_shardings=repl)
 
   # A fixed batch for sample grids: the first few examples of step 0.
   sample_local = batches.batch_at(0)
@@ -291,11 +499,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     sample_batch = sharding.global_batch(sample_local, mesh)
 
   def meta(step):
-    return {"step": step, "data_position": step, "config": config.to_json_best_effort()}
+    return {"step": step, "data_position": step * k, "config": config.to_json_best_effort()}
 
   def write_samples(step, state):
     with jax.set_mesh(mesh):
-      out = jax.device_get(predict_fn(state, sample_batch))
+      out = jax.device_get(predict_fn(state, sample_batch["image"], sample_batch["mask"]))
     # Predictions are replicated; inputs come from this process's rows, which
     # on process 0 are the first rows of the global batch.
     n = min(4, sample_local["image"].shape[0])
@@ -305,23 +513,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     writer.write_images(step, {"samples": grid})
 
   # ---- Train loop. ----
+  fault = _fault_hook()
   stop = _StopRequest()
   stop.install()
-  data_iter = batches.iterate(start_step)
+  data_iter = batches.iterate(start_step * k)
   progress = writers.Progress(config.total_steps, start_step, time.time())
   pending: list[dict[str, jax.Array]] = []
   step = start_step
+  phase = phase_at(schedule.phases, step)
   if start_step >= config.total_steps:
     logging.info("Nothing to do: step %d >= total_steps %d.", start_step, config.total_steps)
   else:
-    logging.info("Training from step %d to %d; the first step compiles (can take a minute).",
-                 start_step, config.total_steps)
+    logging.info("Training from step %d to %d in phase %r; the first step compiles (can take "
+                 "a minute).", start_step, config.total_steps, phase.name)
   try:
     while step < config.total_steps:
-      local = next(data_iter)
+      plan = schedule.plan(step)
+      if plan.phase != phase:
+        phase = plan.phase
+        logging.info("Step %d: entering phase %r (freeze_bn=%s, lr=%s).", step, phase.name,
+                     phase.freeze_bn, dict(phase.lr) or "schedule")
+      local = stack_batches([next(data_iter) for _ in range(k)])
       with jax.set_mesh(mesh):
-        batch = sharding.global_batch(local, mesh)
-        state, metrics = step_fn(state, batch)
+        batch = sharding.global_batch(local, mesh, stacked=True)
+        state, metrics = step_fn(plan)(state, batch, frozen_vars)
       step += 1
       pending.append(metrics)
       is_last = step == config.total_steps
@@ -329,29 +544,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if step % config.log_every_steps == 0 or is_last or step == start_step + 1:
         fetched = jax.device_get(pending)
         pending = []
-        scalars = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-        bad = [k for k, v in scalars.items() if not np.isfinite(v)]
+        scalars = _mean_metrics(fetched)
+        bad = [k_ for k_, v in scalars.items() if not np.isfinite(v)]
         if bad:
           raise RuntimeError(
               f"non-finite loss values {bad} between steps {step - len(fetched) + 1} and "
-              f"{step}; lower the learning rates (optim.g_lr / optim.d_lr) or check the data")
+              f"{step}; lower the learning rates (optim.g.lr / optim.d.lr) or check the data")
         timing = progress.update(step, time.time())
         writers.log_line(step, config.total_steps,
-                         {k: v for k, v in scalars.items() if "norm" not in k},
+                         {k_: v for k_, v in scalars.items()
+                          if "norm" not in k_ and not k_.endswith("/lr")},
                          timing["steps_per_sec"], timing["eta_sec"])
         writer.write_scalars(step, {**scalars, "steps_per_sec": timing["steps_per_sec"]})
 
       if step % config.image_every_steps == 0 or is_last:
         write_samples(step, state)  # all processes run the jitted predict
 
-      if step_callback is not None:
-        step_callback(step)
-
       preempted = stop.requested or (jax.process_count() > 1 and ckpt.reached_preemption(step))
       if step % config.checkpoint_every_steps == 0 or is_last or preempted:
         ckpt.save(step, state, meta(step), force=True)
-      if os.environ.get(_KILL_AT_STEP_ENV) == str(step):
-        os.kill(os.getpid(), signal.SIGKILL)
+      fault(step)
       if preempted:
         logging.warning("Stopping at step %d after a preemption request; checkpoint saved.",
                         step)

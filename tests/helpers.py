@@ -13,32 +13,17 @@ import orbax.checkpoint as ocp
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A tiny LaMa: 32x32 crops, ngf 8, one FFC block; masks scaled to 32 px.
-TINY = {
-    "batch_size": 4,
-    "total_steps": 4,
-    "checkpoint_every_steps": 2,
-    "log_every_steps": 1,
-    "image_every_steps": 2,
-    "data.image_size": 32,
-    "generator.ngf": 8,
-    "generator.n_blocks": 1,
-    "discriminator.ndf": 8,
-    "discriminator.n_layers": 2,
-    "masks.irregular.max_len": 25,
-    "masks.irregular.max_width": 12,
-    "masks.box.margin": 1,
-    "masks.box.bbox_min_size": 4,
-    "masks.box.bbox_max_size": 19,
-}
+# End-to-end runs compile many small programs; XLA's optimisation passes cost
+# more than they save at these sizes.
+FAST_COMPILE_ENV = {"JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
 
 
-def tiny_config(**overrides):
-  """configs/lama.py:demo with TINY and `overrides` applied (dotted keys)."""
+def tiny_config(variant="tiny", **overrides):
+  """configs/lama.py:<variant> with `overrides` applied (dotted keys)."""
   sys.path.insert(0, REPO)
   from configs import lama  # pylint: disable=g-import-not-at-top
-  config = lama.get_config("demo")
-  for key, value in {**TINY, **overrides}.items():
+  config = lama.get_config(variant)
+  for key, value in overrides.items():
     node = config
     *parents, leaf = key.split(".")
     for p in parents:
@@ -47,15 +32,12 @@ def tiny_config(**overrides):
   return config
 
 
-def cli_args(config_arg="configs/lama.py:demo", **overrides) -> list[str]:
-  args = [f"--config={config_arg}"]
-  for key, value in {**TINY, **overrides}.items():
-    args.append(f"--config.{key}={value}")
-  return args
+def cli_args(config_arg="configs/lama.py:tiny", **overrides) -> list[str]:
+  return [f"--config={config_arg}", *(f"--config.{k}={v}" for k, v in overrides.items())]
 
 
 def run_main(args, env_extra=None, timeout=600, **popen_kw):
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", **FAST_COMPILE_ENV, **(env_extra or {})}
   return subprocess.run([sys.executable, "-m", "inpaint_jax.main", *args], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=timeout, **popen_kw)
 
@@ -97,3 +79,9 @@ def load_state(workdir, step) -> dict[str, np.ndarray]:
 def read_metrics(workdir) -> list[dict]:
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+def load_meta(workdir, step) -> dict:
+  """The JSON item saved beside the state of `step` (step, data position, config)."""
+  with open(os.path.join(workdir, "checkpoints", str(step), "meta", "metadata")) as f:
+    return json.load(f)

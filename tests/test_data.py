@@ -237,12 +237,32 @@ def test_each_epoch_visits_every_record_once(photos):
 
 
 def test_flip_off_changes_only_the_flip(photos):
-  with _batches(photos) as on, _batches(photos, random_flip=False) as off:
+  with _batches(photos, augment="flip") as on, _batches(photos, augment="none") as off:
     a, b = on.batch_at(2), off.batch_at(2)
   np.testing.assert_array_equal(a["mask"], b["mask"])
   for x, y in zip(a["image"], b["image"], strict=True):
     assert np.array_equal(x, y) or np.array_equal(x[:, ::-1], y)
   assert not np.array_equal(a["image"], b["image"])  # 8 fair coins: some flipped
+
+
+def test_flip_is_the_crop_and_coin_of_the_augment_stream(photos):
+  # The draws `flip` has always made: crop offset y, x, then the coin, from [seed, 1, i].
+  with _batches(photos) as b:
+    got = b.batch_at(1)["image"]
+    for row, i in enumerate(b.local_indices(1)):
+      image = photos[b.record_of(i)]
+      rng = np.random.default_rng([7, 1, i])
+      y = rng.integers(0, image.shape[0] - 32 + 1)
+      x = rng.integers(0, image.shape[1] - 32 + 1)
+      want = image[y:y + 32, x:x + 32]
+      if rng.random() < 0.5:
+        want = want[:, ::-1]
+      np.testing.assert_array_equal(got[row], want / np.float32(255))
+
+
+def test_unknown_augment_names_the_field(photos):
+  with pytest.raises(ValueError, match=r"data\.augment.*accepted: distortions, flip, none"):
+    _batches(photos, augment="mixup")
 
 
 def test_batch_size_must_divide_by_process_count(photos):

@@ -16,6 +16,7 @@ def _inputs(seed=0, n=2, h=8, w=8, **kw):
   image = jnp.asarray(rng.uniform(size=(n, h, w, 3)), jnp.float32)
   pred = jnp.asarray(rng.uniform(size=(n, h, w, 3)), jnp.float32)
   mask = jnp.asarray(rng.uniform(size=(n, h, w, 1)) > 0.5, jnp.float32)
+  kw.setdefault("fake_image", pred)
   return losses.LossInputs(image=image, mask=mask, outputs={"pred": pred}, **kw)
 
 

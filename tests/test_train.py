@@ -17,13 +17,33 @@ from tests import helpers
 pytestmark = pytest.mark.slow
 
 
-class _Crash(Exception):
-  pass
+@pytest.fixture(scope="module", autouse=True)
+def fast_compile():
+  """In-process runs compile like the subprocess runs (see helpers.FAST_COMPILE_ENV)."""
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)
 
 
 def _flat(state) -> dict[str, np.ndarray]:
   leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]
   return {jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}
+
+
+def _crash_then_resume(config_fn, workdir, monkeypatch, at=3):
+  """Runs with a crash after step `at`, then resumes; returns the final flat state."""
+  monkeypatch.setenv(train.FAULT_ENV, f"raise@{at}")
+  with pytest.raises(train.InjectedFault):
+    train.train_and_evaluate(config_fn(), workdir)
+  monkeypatch.delenv(train.FAULT_ENV)
+  return _flat(train.train_and_evaluate(config_fn(), workdir))
+
+
+def _assert_equal_states(got, want):
+  assert got.keys() == want.keys()
+  for k in want:
+    np.testing.assert_array_equal(got[k], want[k], err_msg=k)
 
 
 @pytest.fixture(scope="module")
@@ -42,29 +62,92 @@ def test_run_writes_checkpoints_tensorboard_metrics_and_samples(uninterrupted):
   rows = helpers.read_metrics(workdir)
   assert [r["step"] for r in rows] == [1, 2, 3, 4]
   for key in ("g/l1", "g/adv", "g/fm", "g/total", "d/adv", "d/r1", "d/total",
-              "g/grad_norm", "steps_per_sec"):
+              "g/grad_norm", "g/lr", "d/lr", "steps_per_sec"):
     assert all(np.isfinite(r[key]) for r in rows), key
   # The recipe weights are applied: g/total is the sum of its terms.
   for r in rows:
     np.testing.assert_allclose(r["g/total"], r["g/l1"] + r["g/adv"] + r["g/fm"], rtol=1e-5)
+    np.testing.assert_allclose([r["g/lr"], r["d/lr"]], [1e-3, 1e-4], rtol=1e-6)
   assert int(state[".step"]) == 4
 
 
-def test_crash_then_resume_equals_uninterrupted(uninterrupted, tmp_path):
+def test_crash_then_resume_equals_uninterrupted(uninterrupted, tmp_path, monkeypatch):
   _, want = uninterrupted
   workdir = str(tmp_path)
+  got = _crash_then_resume(helpers.tiny_config, workdir, monkeypatch)
+  _assert_equal_states(got, want)
 
-  def crash_at_3(step):
-    if step == 3:
-      raise _Crash()
 
-  with pytest.raises(_Crash):
-    train.train_and_evaluate(helpers.tiny_config(), workdir, step_callback=crash_at_3)
-  assert helpers.checkpoint_steps(workdir) == [2]
-  got = _flat(train.train_and_evaluate(helpers.tiny_config(), workdir))
-  assert got.keys() == want.keys()
-  for k in want:
-    np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+def _no_d_config():
+  config = helpers.tiny_config()
+  config.discriminator.name = "none"
+  config.losses.generator = {"l1": {"fn": "masked_l1", "weight": 1.0}}
+  config.losses.discriminator = {}
+  return config
+
+
+def test_no_discriminator_trains_and_resumes_bit_exactly(tmp_path, monkeypatch):
+  want = _flat(train.train_and_evaluate(_no_d_config(), str(tmp_path / "a")))
+  assert not any(".nets['d']" in k for k in want)
+  rows = helpers.read_metrics(str(tmp_path / "a"))
+  assert all(not k.startswith("d/") for r in rows for k in r)
+  assert rows[-1]["g/l1"] < rows[0]["g/l1"]
+  got = _crash_then_resume(_no_d_config, str(tmp_path / "b"), monkeypatch)
+  _assert_equal_states(got, want)
+
+
+def _update_count(flat, net):
+  counts = [v for k, v in flat.items() if k.startswith(f".nets['{net}'].opt_state")
+            and k.endswith(".count")]
+  assert counts, f"no optimiser count for {net}"
+  return int(counts[0])
+
+
+@pytest.mark.parametrize("critic_batches", ["fresh", "same"])
+def test_n_critic_makes_n_critic_updates_per_generator_update(tmp_path, critic_batches):
+  config = helpers.tiny_config(**{"total_steps": 2, "checkpoint_every_steps": 2,
+                                  "train.n_critic": 5, "train.critic_batches": critic_batches})
+  config.losses.generator = {"adv": {"fn": "wgan_g", "weight": 1.0}}
+  config.losses.discriminator = {"adv": {"fn": "wgan_d", "weight": 1.0},
+                                 "gp": {"fn": "gradient_penalty", "weight": 10.0}}
+  state = _flat(train.train_and_evaluate(config, str(tmp_path)))
+  assert _update_count(state, "g") == 2
+  assert _update_count(state, "d") == 10
+  meta = helpers.load_meta(str(tmp_path), 2)
+  assert meta["data_position"] == (10 if critic_batches == "fresh" else 2)
+
+
+def test_d_every_two_steps_d_on_every_second_iteration(tmp_path):
+  config = helpers.tiny_config(**{"train.d_every": 2})
+  state = _flat(train.train_and_evaluate(config, str(tmp_path)))
+  assert _update_count(state, "g") == 4
+  assert _update_count(state, "d") == 2
+  rows = helpers.read_metrics(str(tmp_path))
+  assert [("d/total" in r) for r in rows] == [False, True, False, True]
+
+
+def _two_phase_config():
+  config = helpers.tiny_config()
+  config.phases.finetune = {"start_step": 2, "freeze_bn": True, "lr": {"g": 5e-5}}
+  return config
+
+
+def test_two_phases_switch_rate_and_freeze_batchnorm_and_resume_in_phase_two(
+    tmp_path, monkeypatch):
+  workdir = str(tmp_path / "a")
+  want = _flat(train.train_and_evaluate(_two_phase_config(), workdir))
+  rows = helpers.read_metrics(workdir)
+  np.testing.assert_allclose([r["g/lr"] for r in rows], [1e-3, 1e-3, 5e-5, 5e-5], rtol=1e-6)
+  s2, s4 = helpers.load_state(workdir, 2), helpers.load_state(workdir, 4)
+  g_stats = [k for k in s2 if k.startswith("nets/g/collections/batch_stats")]
+  g_params = [k for k in s2 if k.startswith("nets/g/params")]
+  assert g_stats and g_params
+  for k in g_stats:  # frozen in phase 2: running statistics unchanged
+    np.testing.assert_array_equal(s4[k], s2[k], err_msg=k)
+  assert any(not np.array_equal(s4[k], s2[k]) for k in g_params)  # still trained
+  # Killed in phase 2 (after step 3), resumed in phase 2.
+  got = _crash_then_resume(_two_phase_config, str(tmp_path / "b"), monkeypatch)
+  _assert_equal_states(got, want)
 
 
 def _assert_close_runs(workdir_a, workdir_b, step):
@@ -103,7 +186,8 @@ def test_four_devices_and_two_processes_match_one_device(uninterrupted, tmp_path
   procs = [subprocess.Popen(
       [sys.executable, "-m", "inpaint_jax.main", *helpers.cli_args(), f"--workdir={wd2}",
        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
-      cwd=helpers.REPO, env={**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2"},
+      cwd=helpers.REPO, env={**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2",
+                             **helpers.FAST_COMPILE_ENV},
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
   outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outs, strict=True):
@@ -116,7 +200,8 @@ def _start(workdir, env_extra=None, **overrides):
   args = helpers.cli_args(**overrides)
   return subprocess.Popen([sys.executable, "-m", "inpaint_jax.main", *args,
                            f"--workdir={workdir}"], cwd=helpers.REPO,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})},
+                          env={**os.environ, "JAX_PLATFORMS": "cpu", **helpers.FAST_COMPILE_ENV,
+                               **(env_extra or {})},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -125,7 +210,7 @@ def test_sigkill_during_async_save_then_resume_equals_uninterrupted(uninterrupte
   ref = helpers.load_state(workdir_ref, 4)
   workdir = str(tmp_path)
   # Checkpoint every step; SIGKILL right after the step-3 save has started.
-  p = _start(workdir, {"INPAINT_JAX_KILL_AT_STEP": "3"}, checkpoint_every_steps=1)
+  p = _start(workdir, {train.FAULT_ENV: "sigkill@3"}, checkpoint_every_steps=1)
   out = p.communicate(timeout=600)[0]
   assert p.returncode == -signal.SIGKILL, out[-3000:]
   last = helpers.checkpoint_steps(workdir)[-1]

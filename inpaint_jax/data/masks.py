@@ -684,14 +684,58 @@ def _to_dict(cfg: Any) -> dict[str, Any]:
   return dict(cfg)
 
 
+# Pixel-size fields that `scale` multiplies (the rest are counts and angles).
+_SCALED_FIELDS = {"irregular": ("max_len", "max_width"),
+                  "box": ("margin", "bbox_min_size", "bbox_max_size")}
+
+
+def _drop_unset(cfg: dict[str, Any]) -> dict[str, Any]:
+  """Removes None values (config placeholders: "keep the preset's value")."""
+  out = {}
+  for key, value in cfg.items():
+    if value is None:
+      continue
+    if isinstance(value, Mapping) or hasattr(value, "to_dict"):
+      value = _drop_unset(_to_dict(value))
+    out[key] = value
+  return out
+
+
+def scaled(gen: MixedMaskGenerator, scale: float) -> MixedMaskGenerator:
+  """The preset with every pixel size times `scale` (rounded half up, at least 1).
+
+  Presets are defined at 256 or 512 px; `scale=0.25` gives the same mask
+  shapes for 64 px crops. Counts (strokes, boxes) and angles are unchanged.
+  """
+  if scale == 1.0:
+    return gen
+  if not 0 < scale < float("inf"):
+    raise ValueError(f"scale must be a positive number, got {scale!r}")
+
+  def mul(v: int, minimum: int) -> int:
+    return max(minimum, int(v * scale + 0.5))
+
+  irr = dataclasses.replace(gen.irregular, **{
+      k: mul(getattr(gen.irregular, k), 1) for k in _SCALED_FIELDS["irregular"]})
+  box = dataclasses.replace(gen.box, **{
+      k: mul(getattr(gen.box, k), 0 if k == "margin" else 1) for k in _SCALED_FIELDS["box"]})
+  return dataclasses.replace(gen, irregular=irr, box=box)
+
+
 def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerator:
   """Builds the mask generator named by `cfg["kind"]`, with optional overrides.
 
+  The preset named by `kind` brings all of its own parameters; the other
+  fields change only what they set (None means "the preset's value"), so
+  switching `kind` switches every parameter.
+
   Args:
     cfg: mapping or ConfigDict with `kind` (a name in `MASK_GENERATORS`, e.g.
-      "lama_mixed", the training default) and optionally `irregular_prob`, `box_prob`,
-      `irregular` / `box` (mappings of `IrregularMaskParams` / `BoxMaskParams` fields),
-      or the same as dotted keys (`"irregular.max_width": 50`).
+      "lama_mixed", the training default) and optionally `scale` (multiplies
+      the preset's pixel sizes, see `scaled`), `irregular_prob`, `box_prob`,
+      `irregular` / `box` (mappings of `IrregularMaskParams` / `BoxMaskParams`
+      fields, applied after the scaling), or the same as dotted keys
+      (`"irregular.max_width": 50`).
     field: the config path of `cfg`, used in error messages.
 
   Returns:
@@ -701,18 +745,23 @@ def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerato
     ValueError: for a missing or unknown kind, an unknown field or a bad value; the
       message names the field and the accepted names.
   """
-  cfg = _to_dict(cfg)
+  cfg = _drop_unset(_to_dict(cfg))
   if "kind" not in cfg:
     raise ValueError(f"config field {field}.kind is missing; accepted: "
                      f"{', '.join(MASK_GENERATORS.names())}")
   factory: Callable[[], Any] = MASK_GENERATORS.get(cfg.pop("kind"), field=f"{field}.kind")
   gen = factory()
+  scale = cfg.pop("scale", 1.0)
   if not isinstance(gen, MixedMaskGenerator):
-    if cfg:
+    if cfg or scale != 1.0:
       raise ValueError(f"config fields {', '.join(f'{field}.{k}' for k in sorted(cfg))}: "
                        "this kind takes no overrides")
     return gen
 
+  try:
+    gen = scaled(gen, float(scale))
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"config field {field}.scale: {e}") from None
   top: dict[str, Any] = {}
   nested: dict[str, dict[str, Any]] = {"irregular": {}, "box": {}}
   top_fields = ("irregular_prob", "box_prob")
@@ -731,7 +780,8 @@ def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerato
       top[key] = value
     else:
       raise ValueError(
-          f"config field {field}.{key}: unknown; accepted: kind, {', '.join(top_fields)}, "
+          f"config field {field}.{key}: unknown; accepted: kind, scale, "
+          f"{', '.join(top_fields)}, "
           f"irregular.<{'|'.join(f.name for f in dataclasses.fields(IrregularMaskParams))}>, "
           f"box.<{'|'.join(f.name for f in dataclasses.fields(BoxMaskParams))}>")
   for part, overrides in nested.items():

@@ -5,7 +5,9 @@ The one property everything here serves: example `g` of the global batch at step
 
 * the record: `permutation(epoch)[i % len(source)]`, with `epoch = i // len(source)` and
   a fresh permutation per epoch drawn from `np.random.default_rng([seed, 0, epoch])`;
-* the crop offset and flip: from `np.random.default_rng([seed, 1, i])`;
+* the augmentation (crop offset, flip, and for `augment="distortions"` the whole LaMa
+  chain of `augment.py`, applied to the full source image before the crop): from
+  `np.random.default_rng([seed, 1, i])`;
 * the mask: `mask_gen.sample(np.random.default_rng([seed, 2, i]), S, S)`.
 
 (The middle numbers keep the three streams apart.) Process `p` of `n` builds global rows
@@ -28,6 +30,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+
+from inpaint_jax.data import augment as _augment_ops  # noqa: F401  (registration)
+from inpaint_jax.registry import AUGMENTATIONS
 
 # Stream tags: the first numbers after the seed in each SeedSequence entropy list.
 _TAG_PERMUTATION = 0
@@ -58,14 +63,15 @@ class InpaintBatches:
     seed: data seed; any int (negative ones are taken modulo 2**64).
     process_index: this process, p (`jax.process_index()`).
     process_count: number of processes, n (`jax.process_count()`); must divide B.
-    random_flip: flip each crop left-right with probability 1/2.
+    augment: a name in `AUGMENTATIONS` (see `augment.py`): `none` (random crop), `flip`
+      (random crop, mirrored with probability 1/2) or `distortions` (LaMa's chain).
     num_threads: decode threads; default min(8, cpu count).
     prefetch: batches `iterate` keeps in flight ahead of the consumer.
   """
 
   def __init__(self, source: Sequence[np.ndarray], mask_gen: MaskGenerator, *, image_size: int,
                global_batch_size: int, seed: int, process_index: int = 0,
-               process_count: int = 1, random_flip: bool = True, num_threads: int | None = None,
+               process_count: int = 1, augment: str = "flip", num_threads: int | None = None,
                prefetch: int = 2):
     if image_size <= 0:
       raise ValueError(f"image_size must be positive, got {image_size}")
@@ -91,7 +97,8 @@ class InpaintBatches:
     self.seed = int(seed) % 2**64  # SeedSequence entropy must be non-negative
     self.process_index = int(process_index)
     self.process_count = int(process_count)
-    self.random_flip = bool(random_flip)
+    self.augment = str(augment)
+    self._augment = AUGMENTATIONS.get(self.augment, field="data.augment")
     self.num_threads = num_threads or max(1, min(8, os.cpu_count() or 1))
     self.prefetch = int(prefetch)
     self._num_records = len(source)
@@ -156,14 +163,7 @@ class InpaintBatches:
       # Sources with a data.small_images policy never get here; plain sequences can.
       raise ValueError(f"source record {record} is {w}x{h} (width x height), smaller than "
                        f"the {s}x{s} crop (image_size={s})")
-    rng = np.random.default_rng([self.seed, _TAG_AUGMENT, i])
-    y = int(rng.integers(0, h - s + 1))
-    x = int(rng.integers(0, w - s + 1))
-    # Drawn even when flips are off, so that turning them off changes nothing else.
-    flip = bool(rng.random() < 0.5) and self.random_flip
-    crop = image[y:y + s, x:x + s]
-    if flip:
-      crop = crop[:, ::-1]
+    crop = self._augment(image, s, np.random.default_rng([self.seed, _TAG_AUGMENT, i]))
     np.divide(crop, np.float32(255.0), out=image_out, dtype=np.float32)
     mask = np.asarray(
         self.mask_gen.sample(np.random.default_rng([self.seed, _TAG_MASK, i]), s, s),

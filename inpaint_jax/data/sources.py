@@ -432,7 +432,11 @@ class TfdsImageSource(ImageSource):
     if not name:
       raise ValueError("config field data.tfds_name is not set; it must name a TFDS dataset "
                        "prepared in ArrayRecord format, e.g. 'places365_small'")
-    import tensorflow_datasets as tfds  # Imported here: the other sources don't need it.
+    try:
+      import tensorflow_datasets as tfds  # Imported here: the other sources don't need it.
+    except ImportError as e:
+      raise ValueError("config field data.source='tfds' needs tensorflow-datasets, an optional "
+                       "dependency: pip install 'inpaint_jax[tfds]'") from e
 
     self.name, self.split, self.image_key = name, split, image_key
     where = f" in data.tfds_data_dir={data_dir!r}" if data_dir else ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from inpaint_jax.losses.recipe import LossInputs
+from inpaint_jax.losses.recipe import LossInputs, needs_discriminator
 from inpaint_jax.registry import LOSSES
 
 
@@ -33,6 +33,7 @@ def resize_mask_nearest(mask: jax.Array, height: int, width: int) -> jax.Array:
 
 
 @LOSSES.register("nonsaturating_g")
+@needs_discriminator
 def nonsaturating_g(inputs: LossInputs) -> jax.Array:
   """Generator side of the non-saturating GAN: mean softplus(-D(fake))."""
   logits, _ = inputs.fake
@@ -40,6 +41,7 @@ def nonsaturating_g(inputs: LossInputs) -> jax.Array:
 
 
 @LOSSES.register("nonsaturating_d")
+@needs_discriminator
 def nonsaturating_d(inputs: LossInputs, mask_as_fake_target: bool = True):
   """Discriminator side, as LaMa's `NonSaturatingWithR1.discriminator_loss`.
 
@@ -60,6 +62,7 @@ def nonsaturating_d(inputs: LossInputs, mask_as_fake_target: bool = True):
 
 
 @LOSSES.register("r1_penalty")
+@needs_discriminator
 def r1_penalty(inputs: LossInputs) -> jax.Array:
   """R1: batch mean of ||d sum(D(real)) / d real||^2 (Mescheder et al. 2018).
 
@@ -71,6 +74,7 @@ def r1_penalty(inputs: LossInputs) -> jax.Array:
 
 
 @LOSSES.register("feature_matching")
+@needs_discriminator
 def feature_matching(inputs: LossInputs) -> jax.Array:
   """LaMa's discriminator feature matching: mean over layers of MSE(fake, real)."""
   _, fake_feats = inputs.fake
@@ -81,12 +85,14 @@ def feature_matching(inputs: LossInputs) -> jax.Array:
 
 
 @LOSSES.register("wgan_g")
+@needs_discriminator
 def wgan_g(inputs: LossInputs) -> jax.Array:
   """WGAN generator loss: -mean D(fake)."""
   return -jnp.mean(inputs.fake[0])
 
 
 @LOSSES.register("wgan_d")
+@needs_discriminator
 def wgan_d(inputs: LossInputs):
   """WGAN critic loss: mean D(fake) - mean D(real)."""
   real, fake = jnp.mean(inputs.real[0]), jnp.mean(inputs.fake[0])
@@ -94,15 +100,16 @@ def wgan_d(inputs: LossInputs):
 
 
 @LOSSES.register("gradient_penalty")
+@needs_discriminator
 def gradient_penalty(inputs: LossInputs) -> jax.Array:
   """WGAN-GP: mean (||grad D(x_hat)|| - 1)^2 at random interpolates.
 
   x_hat = e * real + (1 - e) * fake with e ~ U[0, 1) per example (Gulrajani et
-  al. 2017); the fake is the raw prediction, detached.
+  al. 2017); the fake is the image D scored as fake, detached.
   """
   n = inputs.image.shape[0]
   eps = jax.random.uniform(inputs.rng, (n, 1, 1, 1))
-  fake = jax.lax.stop_gradient(inputs.pred)
+  fake = jax.lax.stop_gradient(inputs.fake_image)
   x_hat = eps * inputs.image + (1.0 - eps) * fake
   grad = jax.grad(lambda x: jnp.sum(inputs.disc(x)[0]))(x_hat)
   norm = jnp.sqrt(jnp.sum(jnp.square(grad), axis=(1, 2, 3)) + 1e-12)

@@ -29,25 +29,45 @@ class LossInputs:
   Attributes:
     image: (N, H, W, 3) ground truth in [0, 1].
     mask: (N, H, W, 1) 1 = hole.
-    outputs: the generator's output dict; `pred` is (N, H, W, 3).
-    fake: discriminator output on the image shown as fake (the raw prediction).
-    real: discriminator output on `image`.
-    disc: the discriminator as a function of its input image, closed over the
-      parameters being differentiated (for R1 / gradient penalties).
+    outputs: the generator's full output dict: `pred` (N, H, W, 3) and any
+      extras the family returns (`scales`, `coarse`, ...). In the D step they
+      are the detached outputs of the generator pass that made the fake.
+    fake: discriminator output on the image shown as fake (`fake_image`, with
+      the mask channel when `losses.d_input_mask`); None without a D.
+    real: discriminator output on `image`; None without a D.
+    disc: the discriminator as a function of an RGB image (the mask channel is
+      appended when configured), in train mode, closed over the parameters
+      being differentiated (for R1 / gradient penalties); None without a D.
+    fake_image: (N, H, W, 3), what D scored as fake (`losses.d_input`: the raw
+      prediction or the composite), detached in the D step.
+    frozen: frozen backbone name -> callable `FrozenNet` (see
+      `inpaint_jax.frozen`).
     rng: a PRNG key for stochastic terms (e.g. WGAN-GP interpolation).
   """
 
   image: jax.Array
   mask: jax.Array
-  outputs: Mapping[str, jax.Array]
+  outputs: Mapping[str, Any]
   fake: DiscOut | None = None
   real: DiscOut | None = None
   disc: Callable[[jax.Array], DiscOut] | None = None
+  fake_image: jax.Array | None = None
+  frozen: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   rng: jax.Array | None = None
 
   @property
   def pred(self) -> jax.Array:
     return self.outputs["pred"]
+
+
+def needs_discriminator(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """Marks a loss term that reads `fake`, `real` or `disc`.
+
+  A recipe without a discriminator refuses such a term, naming it, before
+  anything is compiled.
+  """
+  fn.needs_discriminator = True
+  return fn
 
 
 def evaluate(recipe: Mapping[str, Any], inputs: LossInputs,

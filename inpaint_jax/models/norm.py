@@ -11,13 +11,32 @@ Differences from `flax.linen.BatchNorm` that matter for matching PyTorch:
 Variables: params `scale` (C,), `bias` (C,); collection `batch_stats` with
 `mean` (C,) and `var` (C,). Running stats are not touched during `init`.
 
-Data parallelism: under `jax.jit` with a batch-sharded global array the
-reductions are global already (no `axis_name`). Only under `jax.shard_map` /
-`pmap` pass `axis_name` to average the statistics across devices.
+Statistics groups: under `jax.jit` with a batch-sharded global array the
+reductions cover the global batch (like SyncBN). Official PyTorch runs used DDP
+without SyncBN, so each GPU normalised over its own examples (LaMa: 10 or 15).
+`batch_stat_groups(k)` (a context the train step enters while tracing)
+reproduces that whatever the device count: a batch of N = G * k examples is
+normalised per group of k consecutive examples, so one device and a pod compute
+the same numbers. The running statistics move towards the mean over groups of
+the per-group mean and unbiased variance. (Under DDP each replica updates its
+own copy and DDP broadcasts rank 0's before every forward, so the official
+saved statistics follow rank 0's groups only; the group mean is the same in
+expectation and does not depend on the device count.)
+
+Frozen BatchNorm (PyTorch `bn.eval()` inside a training model, e.g. RFR-Net's
+fine-tuning phase): applying a module in train mode *without* `batch_stats` in
+`mutable` makes every BatchNorm use its running statistics and leave them
+unchanged, while everything else stays in train mode.
+
+Only under `jax.shard_map` / `pmap` pass `axis_name` to average the
+statistics across devices.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -25,6 +44,28 @@ import jax
 import jax.numpy as jnp
 
 Array = jax.Array
+
+_GROUP_SIZE: contextvars.ContextVar[int] = contextvars.ContextVar("bn_group_size", default=0)
+
+
+@contextlib.contextmanager
+def batch_stat_groups(group_size: int) -> Iterator[None]:
+  """Within this context, train-mode BatchNorm normalises per group of `group_size`.
+
+  0 means one group (the whole batch). Enter it around the tracing of a
+  jitted function (inside the function body), not around the call.
+  """
+  if group_size < 0:
+    raise ValueError(f"batchnorm.group_size must be >= 0, got {group_size}")
+  token = _GROUP_SIZE.set(int(group_size))
+  try:
+    yield
+  finally:
+    _GROUP_SIZE.reset(token)
+
+
+def current_group_size() -> int:
+  return _GROUP_SIZE.get()
 
 
 class BatchNorm(nn.Module):
@@ -56,7 +97,8 @@ class BatchNorm(nn.Module):
     Args:
       x: (N, H, W, C) (any rank >= 2; channels last).
       train: True uses batch statistics and updates the running stats (pass
-        `mutable=['batch_stats']`); False uses the running stats.
+        `mutable=['batch_stats']`; without it the BN is frozen: running
+        statistics, no update); False uses the running stats.
     """
     c = x.shape[-1]
     ra_mean = self.variable("batch_stats", "mean",
@@ -65,31 +107,44 @@ class BatchNorm(nn.Module):
                            lambda: jnp.ones((c,), self.param_dtype))
     out_dtype = self.dtype or x.dtype
     xf = x.astype(jnp.float32)
-    axes = tuple(range(x.ndim - 1))
-    if train:
-      mean = jnp.mean(xf, axis=axes)
+    # Frozen BN: train mode but statistics not updatable -> running statistics.
+    use_batch = train and self.is_mutable_collection("batch_stats")
+    if use_batch:
+      n_ex = x.shape[0]
+      k = current_group_size()
+      if k and n_ex != k and not self.is_initializing():
+        if n_ex % k:
+          raise ValueError(f"batchnorm.group_size={k} must divide the batch ({n_ex} examples "
+                           f"reach {self.name})")
+        xg = xf.reshape((n_ex // k, k) + x.shape[1:])
+      else:
+        xg = xf[None]
+      axes = tuple(range(1, xg.ndim - 1))
+      mean = jnp.mean(xg, axis=axes, keepdims=True)
       if self.axis_name is not None:
         mean = jax.lax.pmean(mean, self.axis_name)
       # Two-pass variance: better conditioned than E[x^2] - E[x]^2 in float32.
-      var = jnp.mean(jnp.square(xf - mean), axis=axes)
+      var = jnp.mean(jnp.square(xg - mean), axis=axes, keepdims=True)
       n = 1
       for a in axes:
-        n *= x.shape[a]
+        n *= xg.shape[a]
       if self.axis_name is not None:
         var = jax.lax.pmean(var, self.axis_name)
         n *= jax.lax.psum(1, self.axis_name)
       if not self.is_initializing():
         # PyTorch stores the unbiased variance in running_var.
         unbiased = var * (n / max(n - 1, 1))
+        stat_axes = tuple(range(xg.ndim - 1))
         m = self.momentum
-        ra_mean.value = ((1.0 - m) * ra_mean.value
-                         + m * jax.lax.stop_gradient(mean).astype(self.param_dtype))
-        ra_var.value = ((1.0 - m) * ra_var.value
-                        + m * jax.lax.stop_gradient(unbiased).astype(self.param_dtype))
+        ra_mean.value = ((1.0 - m) * ra_mean.value + m * jax.lax.stop_gradient(
+            jnp.mean(mean, axis=stat_axes)).astype(self.param_dtype))
+        ra_var.value = ((1.0 - m) * ra_var.value + m * jax.lax.stop_gradient(
+            jnp.mean(unbiased, axis=stat_axes)).astype(self.param_dtype))
+      y = ((xg - mean) * jax.lax.rsqrt(var + self.epsilon)).reshape(x.shape)
     else:
       mean = ra_mean.value.astype(jnp.float32)
       var = ra_var.value.astype(jnp.float32)
-    y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon)
+      y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon)
     if self.use_scale:
       y = y * self.param("scale", nn.initializers.ones, (c,), self.param_dtype).astype(jnp.float32)
     if self.use_bias:
