@@ -147,13 +147,12 @@ def mask_sets(ev: ml_collections.ConfigDict, n: int,
 Inpainter = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def load_inpainter(config: ml_collections.ConfigDict, workdir: str
-                   ) -> tuple[Inpainter, dict[str, Any]]:
-  """The model to score and a description {"model", "step", "checkpoint"}."""
-  name = str(config.generator.name)
-  if name in baselines.BASELINES:
-    return functools.partial(baselines.run_batch, name), {"model": name, "step": None,
-                                                         "checkpoint": None}
+def load_generator(config: ml_collections.ConfigDict, workdir: str
+                   ) -> tuple[Any, Any, dict[str, Any]]:
+  """(generator module, its variables, {"model", "step", "checkpoint"}) of the latest checkpoint.
+
+  The variables are the EMA ones when the run keeps an EMA (`system.generator_variables`).
+  """
   from inpaint_jax import system as system_lib  # pylint: disable=g-import-not-at-top
   from inpaint_jax.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
 
@@ -162,6 +161,7 @@ def load_inpainter(config: ml_collections.ConfigDict, workdir: str
                       async_save=False)
   step = ckpt.latest_step()
   if step is None:
+    ckpt.close()
     raise ValueError(f"--workdir {workdir!r}: no checkpoint in {ckpt.directory}; train first "
                      f"(--mode=train) or evaluate a baseline (--config.generator.name="
                      f"{'|'.join(baselines.BASELINES)})")
@@ -171,8 +171,14 @@ def load_inpainter(config: ml_collections.ConfigDict, workdir: str
                               sys_, jax.random.PRNGKey(0))))
   state, _ = ckpt.restore(step, abstract)
   ckpt.close()
-  variables = system_lib.generator_variables(state)
-  g_model = sys_.nets["g"]
+  info = {"model": f"{config.generator.name} ({config.get('variant', '')})", "step": int(step),
+          "checkpoint": os.path.join(ckpt.directory, str(step))}
+  return sys_.nets["g"], system_lib.generator_variables(state), info
+
+
+def generator_inpainter(g_model: Any, variables: Any) -> Inpainter:
+  """A jitted composite `(images, holes) -> (B, S, S, 3)` of a generator."""
+  from inpaint_jax import system as system_lib  # pylint: disable=g-import-not-at-top
 
   @jax.jit
   def composite(image, mask):
@@ -182,8 +188,18 @@ def load_inpainter(config: ml_collections.ConfigDict, workdir: str
     out = composite(jnp.asarray(images), jnp.asarray(hole[..., None], jnp.float32))
     return np.asarray(out, np.float32)
 
-  return run, {"model": f"{name} ({config.get('variant', '')})", "step": int(step),
-               "checkpoint": os.path.join(ckpt.directory, str(step))}
+  return run
+
+
+def load_inpainter(config: ml_collections.ConfigDict, workdir: str
+                   ) -> tuple[Inpainter, dict[str, Any]]:
+  """The model to score (a baseline or the latest checkpoint) and its description."""
+  name = str(config.generator.name)
+  if name in baselines.BASELINES:
+    return functools.partial(baselines.run_batch, name), {"model": name, "step": None,
+                                                         "checkpoint": None}
+  g_model, variables, info = load_generator(config, workdir)
+  return generator_inpainter(g_model, variables), info
 
 
 def _networks(ev: ml_collections.ConfigDict, metrics: Sequence[str]) -> dict[str, Any]:
@@ -268,10 +284,7 @@ class PeriodicEval:
     return self.every_steps > 0 and step % self.every_steps == 0
 
   def __call__(self, g_model: Any, variables: Any) -> dict[str, float]:
-    from inpaint_jax import system as system_lib  # pylint: disable=g-import-not-at-top
-
-    composite = jax.jit(lambda im, m: system_lib.predict(g_model, variables, im, m)["composite"])
-    inpaint = lambda im, m: np.asarray(composite(im, m[..., None]))
+    inpaint = generator_inpainter(g_model, variables)
     scorer = scoring.Scorer(self.metrics, lpips_fn=self.nets["lpips_fn"],
                             fid_fn=self.nets["fid_fn"], unavailable=self.nets["unavailable"],
                             ssim_mode=self.ssim_mode)
