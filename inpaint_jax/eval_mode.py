@@ -106,6 +106,13 @@ def eval_source(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict
   return sources.build_source(data)
 
 
+def _example_name(source: Any, i: int) -> str:
+  """"000003_rocket": the index (pairs it with mask i) and the file stem when there is one."""
+  stem = os.path.splitext(os.path.basename(str(source.describe(i))))[0] if hasattr(
+      source, "describe") else ""
+  return f"{i:06d}_{stem}" if stem else f"{i:06d}"
+
+
 def _native_size(spec: str) -> int | None:
   tail = spec.rsplit("_", 1)[-1]
   return int(tail) if spec.split("_")[0] in masks.LAMA_SETS and tail.isdigit() else None
@@ -239,7 +246,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict[str, 
     if size not in by_size:
       by_size[size] = [center_square(r, size) for r in raw]
     images = by_size[size]
-    names = [f"{i:06d}" for i in range(len(holes))]
+    names = [_example_name(source, i) for i in range(len(holes))]
     scorer = scoring.Scorer(metrics, lpips_fn=nets["lpips_fn"], fid_fn=nets["fid_fn"],
                             unavailable=nets["unavailable"], ssim_mode=ev.ssim_mode)
     seconds = score_set(inpaint, images[:len(holes)], names, holes, scorer, int(ev.batch_size))

@@ -122,6 +122,8 @@ class Scorer:
       raise ValueError(f"result {result.shape} and target {target.shape} must be one "
                        "(B, H, W, C) shape")
     names = list(names) if names is not None else [str(self._seen + i) for i in range(b)]
+    if len(names) != b:
+      raise ValueError(f"{len(names)} names for a batch of {b} images")
     if mask is None:
       self._has_masks = False
       area = np.full(b, np.nan)
@@ -188,10 +190,13 @@ class Scorer:
     ranked = self._values[self.rank_metric]
     allv = np.concatenate(ranked)
     median = float(np.nanmedian(allv)) if np.isfinite(allv).any() else 0.0
-    near = sorted(self._reservoir, key=lambda kv: abs(kv[0] - median))[:self.n_examples]
-    return {"best": [e for _, _, e in sorted(self._best, key=lambda t: -t[0])],
-            "median": sorted((e for _, e in near), key=lambda e: e["value"]),
-            "worst": [e for _, _, e in sorted(self._worst, key=lambda t: -t[0])]}
+    best = [e for _, _, e in sorted(self._best, key=lambda t: -t[0])]
+    worst = [e for _, _, e in sorted(self._worst, key=lambda t: -t[0])]
+    shown = {e["name"] for e in best + worst}
+    pool = [kv for kv in self._reservoir if kv[1]["name"] not in shown] or self._reservoir
+    near = sorted(pool, key=lambda kv: abs(kv[0] - median))[:self.n_examples]
+    return {"best": best, "median": sorted((e for _, e in near), key=lambda e: e["value"]),
+            "worst": worst}
 
   def _fid(self, sel: np.ndarray | None) -> float | None:
     res, tgt = np.concatenate(self._feats["result"]), np.concatenate(self._feats["target"])
