@@ -25,8 +25,9 @@ without one):
                           converted weight files; without them LPIPS / FID are reported
                           as unavailable
   eval.batch_size         images per generator call
-  eval.every_steps        periodic evaluation during training (0 = off), on
-  eval.periodic_n_images  the first images of the first mask set
+  eval.periodic_n_images  images of the periodic evaluation during training (the first
+                          ones of the first mask set), every `eval_every_steps` steps
+                          (a top-level field; 0 or absent = off)
 
 Models are loaded only through `inpaint_jax.system` and `inpaint_jax.checkpoint`.
 
@@ -61,8 +62,7 @@ def eval_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       masks="thick_256", n_images=0, image_size=0, seed=0, source="", folder="",
       tfds_split="", metrics="psnr,ssim,l1,lpips,fid", ssim_mode="skimage",
-      lpips_weights="", inception_weights="", batch_size=8, every_steps=0,
-      periodic_n_images=16))
+      lpips_weights="", inception_weights="", batch_size=8, periodic_n_images=16))
 
 
 def settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -276,7 +276,7 @@ class PeriodicEval:
 
   def __init__(self, config: ml_collections.ConfigDict):
     ev = settings(config)
-    self.every_steps = int(ev.every_steps)
+    self.every_steps = int(config.get("eval_every_steps", 0) or 0)
     self.metrics = scoring.parse_metrics(ev.metrics, field="eval.metrics")
     source = eval_source(config, ev)
     n = min(int(ev.periodic_n_images), len(source))
