@@ -4,9 +4,9 @@
 * `opencv_ns`: OpenCV's Navier-Stokes method (Bertalmio et al. 2001), `cv2.INPAINT_NS`.
 * `mean_fill`: every hole pixel gets the mean colour of the image's known pixels.
 
-The OpenCV ones need `opencv-python-headless` (the `opencv` extra); without it they
-raise a one-line error that says so. All keep known pixels exactly (a composite), work on
-8-bit images as OpenCV does, and return float32 in [0, 1].
+The OpenCV ones use `opencv-python-headless` (a dependency of the package); where it is
+missing they raise a one-line error that says so. All keep known pixels (a composite),
+work on 8-bit images as OpenCV does, and return float32 in [0, 1].
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _opencv(flag_name: str) -> Baseline:
       import cv2  # pylint: disable=g-import-not-at-top
     except ImportError:
       raise RuntimeError("the OpenCV baselines need opencv-python-headless "
-                         "(pip install 'inpaint_jax[opencv]')") from None
+                         "(pip install opencv-python-headless)") from None
     hole = (np.asarray(mask) > 0.5).astype(np.uint8)
     out = cv2.inpaint(_to_u8(image), hole, INPAINT_RADIUS, getattr(cv2, flag_name))
     return out.astype(np.float32) / 255.0

@@ -127,8 +127,7 @@ for _lo, _hi in RATIO_BINS:
 
 def get_preset(name: str, field: str = "--preset") -> Preset:
   if name not in PRESETS:
-    raise MaskSetError(f"{field}: unknown mask preset {name!r}; accepted: "
-                       f"{', '.join(PRESETS)} or a folder of mask images")
+    raise MaskSetError(f"{field}: unknown mask preset {name!r}; accepted: {', '.join(PRESETS)}")
   return PRESETS[name]
 
 
