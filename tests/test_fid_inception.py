@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from inpaint_jax.convert import params_file
+from inpaint_jax.convert import metric_nets, params_file
 from inpaint_jax.metrics import fid
 from inpaint_jax.models import inception
 
@@ -166,7 +166,8 @@ def reference(tmp_path_factory):
         m.bias.uniform_(-0.1, 0.1)
   path = str(tmp_path_factory.mktemp("fid") / "pt_inception.pth")
   torch.save(net.state_dict(), path)
-  out = fid.convert_from_torch(path, path.replace(".pth", ".npz"))
+  out = path.replace(".pth", ".npz")
+  assert metric_nets.main(["inception", "--weights", path, "--output", out]) == 0
   return net, out
 
 
