@@ -48,10 +48,14 @@ def features(variables: Mapping[str, Any], images: jax.Array,
   return _apply(variables, images, resize_to)
 
 
-def load(path: str | os.PathLike[str]) -> Callable[[jax.Array], jax.Array]:
-  """The feature function `(N, H, W, 3) -> (N, 2048)` with the converted weights at `path`."""
+def load(path: str | os.PathLike[str], resize_to: int | None = 299
+         ) -> Callable[[jax.Array], jax.Array]:
+  """The feature function `(N, H, W, 3) -> (N, 2048)` with the converted weights at `path`.
+
+  `resize_to`: 299 for FID (pytorch-fid); None feeds the images as they are (>= 75 px).
+  """
   variables = jax.device_put(params_file.load_params(path, KIND, what="Inception weights"))
-  return functools.partial(features, variables)
+  return functools.partial(features, variables, resize_to=resize_to)
 
 
 def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
