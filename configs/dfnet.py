@@ -117,6 +117,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       d_every=1, n_critic=1, critic_batches="fresh", fresh_fake_for_d=False, ema_decay=0.0))
   c.batchnorm = ml_collections.ConfigDict(dict(group_size=0))  # the whole batch of 6
   c.phases = ml_collections.ConfigDict()
+  # Colour order the weights expect; the inference adapter flips RGB inputs when `bgr`.
+  # Weights we train see RGB; the converter sets `bgr` for the released checkpoints.
+  c.inference = ml_collections.ConfigDict(dict(channel_order="rgb"))
 
   vgg = not small or bool(a.vgg16)
   c.frozen = ml_collections.ConfigDict()
