@@ -182,6 +182,14 @@ class DFNet(nn.Module):
   coord_conv: bool = False
   dtype: Any = None
 
+  def __post_init__(self):
+    # Configs loaded from JSON give lists; jit needs a hashable module, so store tuples.
+    for name in ("en_ksize", "de_ksize", "blend_layers"):
+      value = getattr(self, name)
+      if not isinstance(value, tuple):
+        object.__setattr__(self, name, tuple(int(v) for v in value))
+    super().__post_init__()
+
   @property
   def depth(self) -> int:
     return len(self.en_ksize)
