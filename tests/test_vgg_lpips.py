@@ -125,3 +125,20 @@ def test_lpips_matches_reference(tmp_path):
   assert np.all(np.abs(np.asarray(fn(x, x))) < 1e-10)
   with pytest.raises(ValueError, match="holds 'lpips_vgg_v0.1' weights, expected"):
     params_file.load_params(out, "fid_inception")
+
+
+def test_vgg_backbone_registry(tmp_path):
+  from inpaint_jax import frozen
+
+  torch.manual_seed(3)
+  feats = _torch_features(19)
+  path = str(tmp_path / "vgg19.pth")
+  torch.save({f"features.{k}": v for k, v in feats.state_dict().items()}, path)
+  bb = frozen.build_backbones({"pl": {"kind": "vgg19", "path": path, "outputs": ("relu2_2",)}})
+  net = frozen.bind({"pl": bb["pl"].module}, {"pl": bb["pl"].load()})["pl"]
+  x = np.random.default_rng(0).random((1, 16, 16, 3)).astype(np.float32)
+  with torch.no_grad():
+    ref = feats[:9](_nchw(x)).numpy().transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(np.asarray(net(x)["relu2_2"]), ref, rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="do not exist"):
+    frozen.build_backbones({"pl": {"kind": "vgg16", "path": str(tmp_path / "x.pth")}})["pl"].load()

@@ -18,6 +18,7 @@ and applies torchvision's ImageNet mean/std first; by default it takes the input
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -137,3 +138,38 @@ def params_from_torch(state_dict: Mapping[str, Any], depth: int = 16,
     params[f"features_{index}"] = {"kernel": w.transpose(2, 3, 1, 0), "bias": b}
     c_in = c_out
   return params
+
+
+def load_torchvision(path: str, depth: int = 16, field: str = "path") -> dict[str, Any]:
+  """`{"params": ...}` of `VGG(depth)` from a torchvision weight file (read without torch)."""
+  from inpaint_jax.convert import torch_file  # pylint: disable=g-import-not-at-top
+
+  if not path or not os.path.isfile(path):
+    raise ValueError(f"config field {field}: VGG-{depth} weights {path!r} do not exist; give "
+                     f"the local torchvision file (e.g. vgg{depth}-*.pth)")
+  try:
+    return {"params": params_from_torch(torch_file.load_state_dict(path), depth)}
+  except ValueError as e:
+    raise ValueError(f"config field {field}: {path!r}: {e}") from None
+
+
+def _register(depth: int) -> None:
+  from inpaint_jax import frozen  # pylint: disable=g-import-not-at-top
+  from inpaint_jax.registry import BACKBONES  # pylint: disable=g-import-not-at-top
+
+  @BACKBONES.register(f"vgg{depth}")
+  def build(cfg: Mapping[str, Any]) -> frozen.Backbone:
+    """Frozen VGG: cfg {path, outputs=("relu5_<k>",), imagenet_normalize=False}."""
+    cfg = dict(cfg)
+    path = cfg.pop("path", "")
+    outputs = tuple(cfg.pop("outputs", (layer_names(depth)[-2],)))
+    norm = bool(cfg.pop("imagenet_normalize", False))
+    if cfg:
+      raise ValueError(f"config field(s) {', '.join(sorted(cfg))} of a vgg{depth} backbone: "
+                       "unknown; accepted: kind, path, outputs, imagenet_normalize")
+    module = VGG(depth, outputs, imagenet_normalize=norm)
+    return frozen.Backbone(module=module, load=lambda: load_torchvision(path, depth))
+
+
+_register(16)
+_register(19)
