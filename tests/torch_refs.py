@@ -41,7 +41,7 @@ class TorchBottleneck(nn.Module):
 class TorchResnetDilated(nn.Module):
   """CSAIL ResNet-50 deep-stem encoder after `_nostride_dilate(8)`; returns 4 stages."""
 
-  def __init__(self):
+  def __init__(self, stages=(3, 4, 6, 3)):
     super().__init__()
     self.conv1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False)
     self.bn1 = nn.BatchNorm2d(64)
@@ -50,7 +50,8 @@ class TorchResnetDilated(nn.Module):
     self.conv3 = nn.Conv2d(64, 128, 3, 1, 1, bias=False)
     self.bn3 = nn.BatchNorm2d(128)
     # (planes, blocks, first (stride, dilation), rest dilation)
-    plan = [(64, 3, (1, 1), 1), (128, 4, (2, 1), 1), (256, 6, (1, 1), 2), (512, 3, (1, 2), 4)]
+    plan = [(64, stages[0], (1, 1), 1), (128, stages[1], (2, 1), 1),
+            (256, stages[2], (1, 1), 2), (512, stages[3], (1, 2), 4)]
     c_in = 128
     for i, (planes, n, (s, d0), d) in enumerate(plan, start=1):
       blocks = [TorchBottleneck(c_in, planes, s, d0, True)]
@@ -79,8 +80,8 @@ class TorchResNetPL(nn.Module):
     self.weight = weight
 
   def forward(self, pred, target):
-    mean = torch.tensor(IMAGENET_MEAN)[None, :, None, None]
-    std = torch.tensor(IMAGENET_STD)[None, :, None, None]
+    mean = torch.tensor(IMAGENET_MEAN, dtype=pred.dtype)[None, :, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=pred.dtype)[None, :, None, None]
     pf = self.impl((pred - mean) / std)
     tf = self.impl((target - mean) / std)
     return torch.stack([F.mse_loss(p, t) for p, t in zip(pf, tf, strict=True)]).sum() * self.weight

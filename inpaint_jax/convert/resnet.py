@@ -10,7 +10,7 @@ error, since it would leave random weights in a frozen loss network.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,11 +48,13 @@ def _flax_path(torch_key: str) -> tuple[str, tuple[str, ...]] | None:
   return "params", (*names, leaf)
 
 
-def variables_from_torch(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+def variables_from_torch(state_dict: Mapping[str, Any],
+                         stages: Sequence[int] = resnet.STAGES) -> dict[str, Any]:
   """Flax variables {"params", "batch_stats"} of `ResNet50Dilated` from the CSAIL state_dict.
 
   Args:
     state_dict: name -> array (numpy or anything `np.asarray` takes).
+    stages: blocks per stage (ResNet-50: 3, 4, 6, 3).
 
   Returns:
     {"params": ..., "batch_stats": ...} of float32 numpy arrays.
@@ -62,7 +64,7 @@ def variables_from_torch(state_dict: Mapping[str, Any]) -> dict[str, Any]:
   """
   sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
   expected = {col: traverse_util.flatten_dict(tree) for col, tree in
-              resnet.variable_shapes().items()}
+              resnet.variable_shapes(stages).items()}
   out: dict[str, dict[tuple[str, ...], np.ndarray]] = {c: {} for c in expected}
   for key, value in sd.items():
     loc = _flax_path(key)

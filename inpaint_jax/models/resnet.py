@@ -26,7 +26,7 @@ is `layer1_0/downsample_1/scale`), so the converter
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -82,15 +82,15 @@ class Bottleneck(nn.Module):
     return nn.relu(out + residual)
 
 
-def stage_plan(dilated: bool = True) -> list[list[tuple[int, int]]]:
+def stage_plan(stages: Sequence[int] = STAGES) -> list[list[tuple[int, int]]]:
   """[(stride, dilation) per block] per stage, after CSAIL's `_nostride_dilate`."""
   plan = []
-  for i, n in enumerate(STAGES):
+  for i, n in enumerate(stages):
     stride = 1 if i == 0 else 2
     first, rest = (stride, 1), (1, 1)
-    if dilated and i == 2:      # layer3: dilate 2
+    if i == 2:      # layer3: dilate 2
       first, rest = (1, 1), (1, 2)
-    elif dilated and i == 3:    # layer4: dilate 4
+    elif i == 3:    # layer4: dilate 4
       first, rest = (1, 2), (1, 4)
     plan.append([first] + [rest] * (n - 1))
   return plan
@@ -100,9 +100,12 @@ class ResNet50Dilated(nn.Module):
   """CSAIL's ResNet-50 (deep stem) encoder with output stride 8.
 
   Attributes:
+    stages: Bottleneck blocks per stage; (3, 4, 6, 3) is ResNet-50. Fewer
+      blocks make the same layer types cheaper (for tests).
     dtype: computation dtype (None: float32 params and inputs).
   """
 
+  stages: Sequence[int] = STAGES
   dtype: Any = None
 
   @nn.compact
@@ -121,7 +124,7 @@ class ResNet50Dilated(nn.Module):
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     feats = []
     c_in = 128
-    for i, blocks in enumerate(stage_plan()):
+    for i, blocks in enumerate(stage_plan(self.stages)):
       planes = PLANES[i]
       for j, (stride, dilation) in enumerate(blocks):
         down = j == 0 and (stride != 1 or c_in != planes * EXPANSION)
@@ -132,20 +135,21 @@ class ResNet50Dilated(nn.Module):
     return tuple(feats)
 
 
-def variable_shapes(height: int = 32, width: int = 32) -> Any:
+def variable_shapes(stages: Sequence[int] = STAGES) -> Any:
   """The variables' shapes ({"params", "batch_stats"}) without allocating them."""
-  module = ResNet50Dilated()
+  module = ResNet50Dilated(tuple(stages))
   return jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0),
-                                            jnp.zeros((1, height, width, 3)), train=False))
+                                            jnp.zeros((1, 32, 32, 3)), train=False))
 
 
-def load_variables(path: str, field: str = "frozen.<ade20k_resnet50>") -> dict[str, Any]:
+def load_variables(path: str, field: str = "frozen.<ade20k_resnet50>",
+                   stages: Sequence[int] = STAGES) -> dict[str, Any]:
   """{"params", "batch_stats"} from `encoder_epoch_20.pth`, a converted `.npz` or directory."""
   from inpaint_jax.convert import backbones  # pylint: disable=g-import-not-at-top
   from inpaint_jax.convert import resnet as convert_resnet  # pylint: disable=g-import-not-at-top
 
   return backbones.load_variables("ade20k_resnet50", path, field,
-                                  convert_resnet.variables_from_torch)
+                                  lambda sd: convert_resnet.variables_from_torch(sd, stages))
 
 
 def _register() -> None:
@@ -154,14 +158,16 @@ def _register() -> None:
 
   @BACKBONES.register("ade20k_resnet50")
   def build(cfg: Mapping[str, Any]) -> frozen.Backbone:
-    """Frozen ADE20k ResNet-50-dilated encoder: cfg {path}."""
+    """Frozen ADE20k ResNet-50-dilated encoder: cfg {path, stages=(3, 4, 6, 3)}."""
     cfg = dict(cfg)
     path = cfg.pop("path", "")
+    stages = tuple(int(n) for n in cfg.pop("stages", STAGES))
     field = cfg.pop("field", "frozen.<ade20k_resnet50>")
     if cfg:
       raise ValueError(f"config field(s) {', '.join(sorted(cfg))} of {field} (an "
-                       "ade20k_resnet50 backbone): unknown; accepted: kind, path")
-    return frozen.Backbone(module=ResNet50Dilated(), load=lambda: load_variables(path, field))
+                       "ade20k_resnet50 backbone): unknown; accepted: kind, path, stages")
+    return frozen.Backbone(module=ResNet50Dilated(stages),
+                           load=lambda: load_variables(path, field, stages))
 
 
 _register()
