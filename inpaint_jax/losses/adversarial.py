@@ -11,10 +11,11 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from inpaint_jax.losses.pixel import abs_l1
 from inpaint_jax.losses.recipe import LossInputs, needs_discriminator
 from inpaint_jax.registry import LOSSES
 
-_DISTANCES = {"mse": jnp.square, "l1": jnp.abs}
+_DISTANCES = {"mse": jnp.square, "l1": abs_l1}
 
 
 def resize_mask_nearest(mask: jax.Array, height: int, width: int) -> jax.Array:

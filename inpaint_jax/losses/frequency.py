@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from inpaint_jax.losses.pixel import region_weight
+from inpaint_jax.losses.pixel import abs_l1, region_weight
 from inpaint_jax.losses.recipe import LossInputs
 from inpaint_jax.registry import LOSSES
 
@@ -84,4 +84,4 @@ def log_spectrum_l1(inputs: LossInputs, region: str = "all") -> jax.Array:
   w = region_weight(inputs.mask, region)
   f = jnp.fft.rfft2((inputs.pred * w).astype(jnp.float32), axes=(1, 2), norm="ortho")
   t = jnp.fft.rfft2((inputs.image * w).astype(jnp.float32), axes=(1, 2), norm="ortho")
-  return jnp.mean(jnp.abs(jnp.log1p(jnp.abs(f)) - jnp.log1p(jnp.abs(t))))
+  return jnp.mean(abs_l1(jnp.log1p(jnp.abs(f)) - jnp.log1p(jnp.abs(t))))

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from inpaint_jax.frozen import FrozenNet
-from inpaint_jax.losses.pixel import region_weight
+from inpaint_jax.losses.pixel import abs_l1, region_weight
 from inpaint_jax.losses.recipe import LossInputs, resize_bilinear
 from inpaint_jax.registry import LOSSES
 
@@ -34,7 +34,7 @@ VGG19_RELU123 = ("relu1_2", "relu2_2", "relu3_3")
 # LaMa's `PerceptualLoss`: the ReLUs of `vgg19.features[:30]`.
 LAMA_VGG19 = ("relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3",
               "relu3_4", "relu4_1", "relu4_2", "relu4_3", "relu4_4", "relu5_1")
-_DISTANCES = {"l1": jnp.abs, "mse": jnp.square}
+_DISTANCES = {"l1": abs_l1, "mse": jnp.square}
 
 
 def imagenet_normalize(x: jax.Array) -> jax.Array:

@@ -19,6 +19,15 @@ from inpaint_jax.registry import LOSSES
 REGIONS = ("all", "hole", "known")
 
 
+def abs_l1(x: jax.Array) -> jax.Array:
+  """|x| whose gradient is sign(x), 0 at x = 0, as `torch.abs` (`jnp.abs` has 1 there).
+
+  So an exact match (equal features, a clamped pixel) passes no gradient, as in
+  the PyTorch code the recipes reproduce.
+  """
+  return x * jax.lax.stop_gradient(jnp.sign(x))
+
+
 def region_weight(mask: jax.Array, region: str) -> jax.Array | float:
   """1 on the pixels a term supervises: `all`, `hole` (mask) or `known` (1 - mask)."""
   if region == "all":
@@ -40,25 +49,25 @@ def masked_l1(inputs: LossInputs, weight_known: float = 1.0,
   so only known pixels are supervised).
   """
   weights = inputs.mask * weight_missing + (1.0 - inputs.mask) * weight_known
-  return jnp.mean(weights * jnp.abs(inputs.pred - inputs.image))
+  return jnp.mean(weights * abs_l1(inputs.pred - inputs.image))
 
 
 @LOSSES.register("l1")
 def l1(inputs: LossInputs) -> jax.Array:
   """Plain mean absolute error between prediction and image (DFNet's structure loss)."""
-  return jnp.mean(jnp.abs(inputs.pred - inputs.image))
+  return jnp.mean(abs_l1(inputs.pred - inputs.image))
 
 
 @LOSSES.register("hole_l1")
 def hole_l1(inputs: LossInputs) -> jax.Array:
   """PConv / RFR-Net hole loss: mean over all elements of |pred - image| * mask."""
-  return jnp.mean(jnp.abs(inputs.pred - inputs.image) * inputs.mask)
+  return jnp.mean(abs_l1(inputs.pred - inputs.image) * inputs.mask)
 
 
 @LOSSES.register("valid_l1")
 def valid_l1(inputs: LossInputs) -> jax.Array:
   """PConv / RFR-Net valid loss: mean over all elements of |pred - image| * (1 - mask)."""
-  return jnp.mean(jnp.abs(inputs.pred - inputs.image) * (1.0 - inputs.mask))
+  return jnp.mean(abs_l1(inputs.pred - inputs.image) * (1.0 - inputs.mask))
 
 
 @LOSSES.register("charbonnier")
@@ -108,15 +117,15 @@ def total_variation(inputs: LossInputs, form: str = "rfr", region: str = "hole",
   w = region_weight(inputs.mask, region)
   if form == "rfr":
     x = x * w
-    return (jnp.mean(jnp.abs(x[:, 1:] - x[:, :-1])) +
-            jnp.mean(jnp.abs(x[:, :, 1:] - x[:, :, :-1])))
+    return (jnp.mean(abs_l1(x[:, 1:] - x[:, :-1])) +
+            jnp.mean(abs_l1(x[:, :, 1:] - x[:, :, :-1])))
   if form == "dfnet":
     c = x.shape[-1]
     kernel = jnp.tile(jnp.asarray(_DFNET_TV_KERNEL, x.dtype)[:, :, None, None], (1, 1, 1, c))
     d = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                      feature_group_count=c)
-    return jnp.mean(jnp.abs(d * w))
+    return jnp.mean(abs_l1(d * w))
   raise ValueError(f"total_variation: form must be rfr or dfnet, got {form!r}")
 
 
@@ -144,5 +153,5 @@ def multiscale_l1(inputs: LossInputs, key: str = "scales",
   for i in idx:
     y = outs[i]
     t = resize_bilinear(inputs.image, *y.shape[1:3])
-    per[f"s{i}"] = jnp.mean(jnp.abs(y - t))
+    per[f"s{i}"] = jnp.mean(abs_l1(y - t))
   return jnp.mean(jnp.stack(list(per.values()))), per
