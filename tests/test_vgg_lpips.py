@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inpaint_jax.convert import torch_file
+from inpaint_jax.convert import metric_nets, params_file, torch_file
 from inpaint_jax.metrics import lpips
 from inpaint_jax.models import vgg
 
@@ -83,14 +83,16 @@ def test_lpips_matches_reference(tmp_path):
   torch.manual_seed(0)
   feats = _torch_features(16).eval()
   lins = [torch.rand(1, c, 1, 1) for c in lpips.CHANNELS]
-  vgg_sd = _save_and_read(tmp_path, "vgg16.pth",
-                          {f"features.{k}": v for k, v in feats.state_dict().items()})
-  lin_sd = _save_and_read(tmp_path, "lin.pth",
-                          {f"lin{k}.model.1.weight": w for k, w in enumerate(lins)})
+  _save_and_read(tmp_path, "vgg16.pth",
+                 {f"features.{k}": v for k, v in feats.state_dict().items()})
+  _save_and_read(tmp_path, "lin.pth", {f"lin{k}.model.1.weight": w for k, w in enumerate(lins)})
   out = str(tmp_path / "lpips.npz")
-  params = lpips.params_from_torch(vgg_sd, lin_sd)
-  from inpaint_jax.convert import params_file
-  params_file.save_params(out, params, lpips.KIND)
+  assert metric_nets.main(["lpips", "--vgg16", str(tmp_path / "vgg16.pth"), "--lin",
+                           str(tmp_path / "lin.pth"), "--output", out]) == 0
+  assert metric_nets.main(["lpips", "--vgg16", str(tmp_path / "none.pth"), "--lin",
+                           str(tmp_path / "lin.pth"), "--output", out]) == 2
+  assert metric_nets.main(["lpips", "--vgg16", str(tmp_path / "lin.pth"), "--lin",
+                           str(tmp_path / "lin.pth"), "--output", out + "2"]) == 2
   fn = lpips.load(out)
 
   rng = np.random.default_rng(1)
