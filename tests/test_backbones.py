@@ -154,9 +154,11 @@ def test_converter_round_trip_and_converted_dir(torch_encoder, tmp_path):
   np.testing.assert_array_equal(
       convert_resnet.variables_from_torch(extra)["params"]["layer4_2"]["conv3"]["kernel"],
       variables["params"]["layer4_2"]["conv3"]["kernel"])
-  out = convert_backbones.convert_backbone("ade20k_resnet50", path, str(tmp_path / "conv"),
-                                           convert_resnet.variables_from_torch)
-  assert os.path.basename(out) == "ade20k_resnet50.npz"
+  rc = convert_backbones.main(["ade20k_resnet50", "--checkpoint", path,
+                               "--output", str(tmp_path / "conv")])
+  assert rc == 0 and os.path.isfile(tmp_path / "conv" / "ade20k_resnet50.npz")
+  assert convert_backbones.main(["vgg16", "--checkpoint", str(tmp_path / "none.pth"),
+                                 "--output", str(tmp_path / "x")]) == 2
   loaded = resnet.load_variables(str(tmp_path / "conv"))
   jax.tree.map(np.testing.assert_array_equal, loaded, variables)
   # The converted weights reproduce the PyTorch features (eval mode).
