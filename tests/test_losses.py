@@ -10,7 +10,7 @@ import pytest
 
 from inpaint_jax import frozen, losses
 from inpaint_jax.config_lib import term
-from inpaint_jax.losses import perceptual, recipe
+from inpaint_jax.losses import boundary, perceptual, recipe
 from inpaint_jax.losses.adversarial import resize_mask_nearest
 from inpaint_jax.models import vgg
 from inpaint_jax.registry import LOSSES
@@ -538,11 +538,18 @@ def test_dcf_terms_match_official_values():
              "freq": term("log_spectrum_l1", 1.0),
              "stage0": term("charbonnier", 1.0, output="stages[0]"),
              "adv_g": term("lsgan_g", 1.0, clamp=2.0),
+             "boundary": term("boundary_gradient", 1.0, clamp=5.0),
+             "boundary_raw": term("boundary_gradient", 1.0),
+             "smooth": term("smooth_transition", 1.0),
+             "color": term("color_consistency", 1.0),
              "adv_d": term("lsgan_d", 1.0, clamp_each=2.0)}
   _, m = losses.evaluate(recipe_, x)
   for label, key in [("charbonnier", "charbonnier"), ("pixel", "pixel_fft_spatial"),
                      ("freq", "pixel_fft_freq_unclamped"), ("stage0", "stage0_charbonnier"),
                      ("adv_g", "adv_g"), ("adv_d", "d_total"), ("adv_d/real", "d_real"),
+                     ("boundary", "boundary"), ("boundary_raw", "boundary_unclamped"),
+                     ("smooth", "smooth_transition_unclamped"),
+                     ("color", "color_consistency_unclamped"),
                      ("adv_d/fake", "d_fake")]:
     np.testing.assert_allclose(float(m[label]), z[f"dcf/loss/{key}"], rtol=2e-6, err_msg=label)
 
@@ -552,5 +559,62 @@ def test_every_registered_term_is_tested_here_or_in_test_backbones():
             "multiscale_l1", "focal_frequency", "log_spectrum_l1", "nonsaturating_g",
             "nonsaturating_d", "r1_penalty", "feature_matching", "wgan_g", "wgan_d",
             "gradient_penalty", "hinge_g", "hinge_d", "lsgan_g", "lsgan_d", "bce_g", "bce_d",
-            "vgg_perceptual", "gram_style", "resnet_pl"}
+            "vgg_perceptual", "gram_style", "resnet_pl", "boundary_gradient",
+            "smooth_transition", "color_consistency"}
   assert set(LOSSES.names()) == tested
+
+
+# DCF's ring terms on a 7x7 image with one hole pixel in the centre: with k = 3 the dilated
+# mask is the 3x3 block around it and the eroded mask is empty. 3x3 filters on the ring reach
+# rows and columns 1..5, so the outermost ones get no gradient.
+CENTRE = np.zeros((1, 7, 7, 1))
+CENTRE[0, 3, 3, 0] = 1.0
+RING3 = np.zeros((7, 7), bool)
+RING3[2:5, 2:5] = True
+
+
+def _outer_zero(g):
+  return (np.all(g[0, 0] == 0) and np.all(g[0, -1] == 0) and np.all(g[0, :, 0] == 0)
+          and np.all(g[0, :, -1] == 0))
+
+
+def test_dilate_erode_ignore_the_border():
+  d = np.asarray(boundary.dilate(jnp.asarray(CENTRE), 3))[0, ..., 0]
+  np.testing.assert_array_equal(d, RING3.astype(float))
+  assert float(jnp.max(boundary.erode(jnp.asarray(CENTRE), 3))) == 0.0
+  full = jnp.ones((1, 3, 3, 1))   # the border does not erode an all-hole mask
+  np.testing.assert_array_equal(np.asarray(boundary.erode(full, 3)), np.ones((1, 3, 3, 1)))
+
+
+def test_boundary_gradient_known_value():
+  image = np.zeros((1, 7, 7, 3))
+  pred = image.copy()
+  pred[0, 3, 3] = 1.0   # luminance difference 1 at the centre
+  v, g = _grad("boundary_gradient", _x(pred, image, CENTRE), kernel_size=3)
+  # Sobel of a delta: |gx| = 1, 2, 1 in the columns beside it (8 in all, centre 0), gy alike;
+  # ring weight exp(-3) on the 8 ring pixels, 1 at the centre.
+  e = np.exp(-3.0)
+  assert v == pytest.approx(16 * e / (8 * e + 1), rel=1e-5)
+  assert _outer_zero(g) and np.all(g[0, 3, 1:6] != 0)
+  v, g = _grad("boundary_gradient", _x(image, image, CENTRE), kernel_size=3)
+  assert v == 0.0 and np.all(g == 0.0)
+
+
+def test_smooth_transition_known_value():
+  pred, image = np.ones((1, 7, 7, 1)), np.zeros((1, 7, 7, 1))
+  # A very wide Gaussian on 3x3 is the box filter: the local mean of ones is 1 on the ring
+  # (dilate - mask: 8 pixels, all with their 9 neighbours inside the image).
+  v, g = _grad("smooth_transition", _x(pred, image, CENTRE), kernel_size=3, sigma=1e6,
+               var_weight=0.0)
+  assert v == pytest.approx(8 / 49, rel=1e-5)
+  assert _outer_zero(g) and np.all(g[0, 1:6, 1:6] != 0)
+  _, g = _grad("smooth_transition", _x(image, image, CENTRE), kernel_size=3)
+  assert np.all(g == 0.0)
+
+
+def test_color_consistency_known_value():
+  pred, image = np.ones((1, 7, 7, 2)), np.zeros((1, 7, 7, 2))
+  # Ring = the 3x3 block: mean 1 vs 0 (MSE 1); both stds sqrt(1e-8).
+  v, g = _grad("color_consistency", _x(pred, image, CENTRE), kernel_size=3)
+  assert v == pytest.approx(1.0, rel=1e-6)
+  np.testing.assert_array_equal(np.any(g[0] != 0, axis=-1), RING3)
