@@ -88,14 +88,17 @@ def _hrfpl_jax(path, bn_mode, pred, image, dtype=np.float32, stages=resnet.STAGE
   variables = jax.tree.map(lambda v: jnp.asarray(v, dtype), bb["resnet_pl"].load())
   modules = {"resnet_pl": bb["resnet_pl"].module}
 
-  def loss(pred):
-    image_ = jnp.asarray(image, dtype)
-    x = losses.LossInputs(image=image_, mask=jnp.zeros(image.shape[:3] + (1,), dtype),
+  # The weights and the image are arguments, not constants: XLA would constant-fold the
+  # whole image branch at compile time.
+  def loss(pred, image_, variables):
+    x = losses.LossInputs(image=image_, mask=jnp.zeros(image_.shape[:3] + (1,), dtype),
                           outputs={"pred": pred},
                           frozen=frozen.bind(modules, {"resnet_pl": variables}))
     return losses.evaluate({"hrfpl": term("resnet_pl", 30.0, bn_mode=bn_mode)}, x)
 
-  fn = jax.jit(jax.value_and_grad(loss, has_aux=True))
+  jitted = jax.jit(jax.value_and_grad(loss, has_aux=True))
+  image_ = jnp.asarray(image, dtype)
+  fn = lambda p: jitted(p, image_, variables)
   (value, metrics), grad = fn(jnp.asarray(pred, dtype))
   return float(value), np.asarray(grad), metrics, fn
 
