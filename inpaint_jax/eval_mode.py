@@ -183,16 +183,25 @@ def load_generator(config: ml_collections.ConfigDict, workdir: str
   return sys_.nets["g"], system_lib.generator_variables(state), info
 
 
-def generator_inpainter(g_model: Any, variables: Any) -> Inpainter:
-  """A jitted composite `(images, holes) -> (B, S, S, 3)` of a generator."""
+def _composite_fn(g_model: Any) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
+  """Jitted `(variables, image, mask) -> composite`: the weights are arguments, not constants."""
   from inpaint_jax import system as system_lib  # pylint: disable=g-import-not-at-top
 
-  @jax.jit
-  def composite(image, mask):
-    return system_lib.predict(g_model, variables, image, mask)["composite"]
+  return jax.jit(lambda variables, image, mask: system_lib.predict(
+      g_model, variables, image, mask)["composite"])
+
+
+def generator_inpainter(g_model: Any, variables: Any, composite: Callable | None = None
+                        ) -> Inpainter:
+  """A composite `(images, holes) -> (B, S, S, 3)` of a generator.
+
+  `composite` (from `_composite_fn(g_model)`) lets repeated evaluations reuse one
+  compiled program with new weights.
+  """
+  composite = composite or _composite_fn(g_model)
 
   def run(images: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    out = composite(jnp.asarray(images), jnp.asarray(hole[..., None], jnp.float32))
+    out = composite(variables, jnp.asarray(images), jnp.asarray(hole[..., None], jnp.float32))
     return np.asarray(out, np.float32)
 
   return run
@@ -286,12 +295,19 @@ class PeriodicEval:
     self.nets = _networks(ev, self.metrics)
     self.batch_size = int(ev.batch_size)
     self.ssim_mode = ev.ssim_mode
+    self._composite: dict[int, Callable] = {}  # one compiled program per generator module
+
+  @property
+  def available(self) -> set[str]:
+    """The metrics this evaluator computes (LPIPS / FID need their weights)."""
+    return set(self.metrics) - set(self.nets["unavailable"])
 
   def due(self, step: int) -> bool:
     return self.every_steps > 0 and step % self.every_steps == 0
 
   def __call__(self, g_model: Any, variables: Any) -> dict[str, float]:
-    inpaint = generator_inpainter(g_model, variables)
+    composite = self._composite.setdefault(id(g_model), _composite_fn(g_model))
+    inpaint = generator_inpainter(g_model, variables, composite)
     scorer = scoring.Scorer(self.metrics, lpips_fn=self.nets["lpips_fn"],
                             fid_fn=self.nets["fid_fn"], unavailable=self.nets["unavailable"],
                             ssim_mode=self.ssim_mode)

@@ -50,6 +50,7 @@ from inpaint_jax import system as system_lib
 from inpaint_jax.checkpoint import Checkpointer
 from inpaint_jax.data import masks as masks_lib
 from inpaint_jax.data import pipeline, sources
+from inpaint_jax.metrics import summary
 from inpaint_jax.models import norm
 from inpaint_jax.state import NetState, TrainState
 from inpaint_jax.utils import writers
@@ -382,6 +383,61 @@ def sample_outputs(system: system_lib.System, state: TrainState, image: jax.Arra
   return sample
 
 
+class _Validation:
+  """Periodic scores on a fixed validation set, and the best checkpoints by one of them.
+
+  Config: `eval_every_steps` (0 = off), the `eval` group (mask set, number of
+  images, metrics, metric weights; see `inpaint_jax.eval_mode`), `best_metric`
+  (a metric of the set or a summary such as LaMa's `ssim_fid100_f1`; "" = no
+  best checkpoints) and `keep_best`. Every process computes the same scores on
+  its own devices, so all of them agree on what the best checkpoints are.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.every = int(config.get("eval_every_steps", 0) or 0)
+    self.enabled = self.every > 0
+    self.best = None
+    if not self.enabled:
+      return
+    from inpaint_jax import eval_mode  # pylint: disable=g-import-not-at-top
+
+    self.periodic = eval_mode.PeriodicEval(config)
+    self.prefix = f"eval/{self.periodic.set_name}/"
+    self.best_metric = str(config.get("best_metric", "") or "")
+    if self.best_metric and int(config.get("keep_best", 0) or 0) > 0:
+      missing = sorted(set(summary.needs(self.best_metric)) - self.periodic.available)
+      if missing:
+        why = self.periodic.nets["unavailable"]
+        reasons = "; ".join(f"{m}: {why.get(m, 'not in eval.metrics')}" for m in missing)
+        raise ValueError(
+            f"config field best_metric={self.best_metric!r} needs {', '.join(missing)}, which "
+            f"this run cannot compute ({reasons}); set eval.metrics / eval.inception_weights / "
+            f"eval.lpips_weights, choose another best_metric (e.g. ssim, psnr) or set "
+            f"keep_best=0")
+      self.best = Checkpointer(workdir, max_to_keep=int(config.keep_best),
+                               best_metric=self.best_metric,
+                               best_mode=summary.mode(self.best_metric))
+
+  def due(self, step: int) -> bool:
+    return self.enabled and step % self.every == 0
+
+  def run(self, g_model: nn.Module, variables: PyTree) -> dict[str, float]:
+    scores = self.periodic(g_model, jax.device_get(variables))
+    base = {k[len(self.prefix):]: v for k, v in scores.items() if k.startswith(self.prefix)}
+    scores.update({self.prefix + k: v for k, v in summary.derived(base).items()})
+    return scores
+
+  def save_best(self, step: int, state: TrainState, meta: dict[str, Any],
+                scores: dict[str, float]) -> None:
+    if self.best is not None:
+      value = scores[self.prefix + self.best_metric]
+      self.best.save(step, state, meta, force=True, metrics={self.best_metric: value})
+
+  def close(self) -> None:
+    if self.best is not None:
+      self.best.close()
+
+
 class _StopRequest:
   """Turns SIGTERM into a request to save and stop after the current step."""
 
@@ -500,6 +556,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     start_step = int(jax.device_get(state.step))
     k = schedule.batches_per_step
 
+    # ---- Validation and best checkpoints. ----
+    validation = _Validation(config, workdir)
+
   # ---- Jitted functions: one train step per distinct plan. ----
   step_fns: dict[StepPlan, Callable] = {}
 
@@ -579,6 +638,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
       if step % config.image_every_steps == 0 or is_last:
         write_samples(step, state)  # all processes run the jitted predict
+      if validation.due(step) or (is_last and validation.enabled):
+        scores = validation.run(system.nets["g"], system_lib.generator_variables(state))
+        writer.write_scalars(step, scores)
+        logging.info("validation at step %d | %s", step,
+                     " ".join(f"{k_}={v:.4g}" for k_, v in sorted(scores.items())))
+        validation.save_best(step, state, meta(step), scores)
 
       preempted = stop.requested or (jax.process_count() > 1 and ckpt.reached_preemption(step))
       if step % config.checkpoint_every_steps == 0 or is_last or preempted:
@@ -595,5 +660,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       if close is not None:
         close()
     ckpt.close()
+    validation.close()
     writer.close()
   return state

@@ -28,6 +28,8 @@ from inpaint_jax.optim import optim_group
 from inpaint_jax.state import NetState, TrainState
 from tests import helpers
 
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 GOLDEN = pathlib.Path(__file__).parent / "data" / "lama_iter_small.npz"
 ADAM = {"g": optim_group(name="adam", lr=1e-3, grad_clip_norm=1.0),
         "d": optim_group(name="adam", lr=1e-4, grad_clip_norm=1.0)}

@@ -142,5 +142,5 @@ def test_vgg_backbone_registry(tmp_path):
   with torch.no_grad():
     ref = feats[:9](_nchw(x)).numpy().transpose(0, 2, 3, 1)
   np.testing.assert_allclose(np.asarray(net(x)["relu2_2"]), ref, rtol=1e-4, atol=1e-5)
-  with pytest.raises(ValueError, match="do not exist"):
+  with pytest.raises(ValueError, match="not found"):
     frozen.build_backbones({"pl": {"kind": "vgg16", "path": str(tmp_path / "x.pth")}})["pl"].load()

@@ -18,7 +18,6 @@ and applies torchvision's ImageNet mean/std first; by default it takes the input
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -63,12 +62,15 @@ class VGG(nn.Module):
     outputs: names of the layers to return (see `layer_names`).
     imagenet_normalize: subtract ImageNet mean / divide by std (input RGB in [0, 1]).
     dtype: computation dtype.
+    pooling: "max" (torchvision) or "avg": LaMa's VGG-19 perceptual loss replaces
+      every max pool by a 2x2 average pool (same parameters).
   """
 
   depth: int = 16
   outputs: Sequence[str] = ("relu5_3",)
   imagenet_normalize: bool = False
   dtype: Any = jnp.float32
+  pooling: str = "max"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
@@ -94,7 +96,8 @@ class VGG(nn.Module):
         x = nn.relu(x)
       else:
         # torchvision MaxPool2d(2, 2): floor mode, an odd last row / column is dropped.
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        pool = nn.avg_pool if self.pooling == "avg" else nn.max_pool
+        x = pool(x, (2, 2), strides=(2, 2))
       if name in self.outputs:
         out[name] = x
     return out
@@ -141,16 +144,14 @@ def params_from_torch(state_dict: Mapping[str, Any], depth: int = 16,
 
 
 def load_torchvision(path: str, depth: int = 16, field: str = "path") -> dict[str, Any]:
-  """`{"params": ...}` of `VGG(depth)` from a torchvision weight file (read without torch)."""
-  from inpaint_jax.convert import torch_file  # pylint: disable=g-import-not-at-top
+  """`{"params": ...}` of `VGG(depth)` from a torchvision file, a `.npz` or a converted dir.
 
-  if not path or not os.path.isfile(path):
-    raise ValueError(f"config field {field}: VGG-{depth} weights {path!r} do not exist; give "
-                     f"the local torchvision file (e.g. vgg{depth}-*.pth)")
-  try:
-    return {"params": params_from_torch(torch_file.load_state_dict(path), depth)}
-  except ValueError as e:
-    raise ValueError(f"config field {field}: {path!r}: {e}") from None
+  The torchvision file is read without torch; a converted directory holds `vgg<depth>.npz`.
+  """
+  from inpaint_jax.convert import backbones  # pylint: disable=g-import-not-at-top
+
+  return backbones.load_variables(f"vgg{depth}", path, field,
+                                  lambda sd: {"params": params_from_torch(sd, depth)})
 
 
 def _register(depth: int) -> None:
@@ -162,13 +163,14 @@ def _register(depth: int) -> None:
     """Frozen VGG: cfg {path, outputs=("relu5_<k>",), imagenet_normalize=False}."""
     cfg = dict(cfg)
     path = cfg.pop("path", "")
+    field = cfg.pop("field", f"frozen.<vgg{depth}>")
     outputs = tuple(cfg.pop("outputs", (layer_names(depth)[-2],)))
     norm = bool(cfg.pop("imagenet_normalize", False))
     if cfg:
       raise ValueError(f"config field(s) {', '.join(sorted(cfg))} of a vgg{depth} backbone: "
                        "unknown; accepted: kind, path, outputs, imagenet_normalize")
     module = VGG(depth, outputs, imagenet_normalize=norm)
-    return frozen.Backbone(module=module, load=lambda: load_torchvision(path, depth))
+    return frozen.Backbone(module=module, load=lambda: load_torchvision(path, depth, field))
 
 
 _register(16)
