@@ -1,0 +1,5 @@
+"""LaMa feature refinement (placeholder)."""
+
+
+def refine_lama(*args, **kwargs):
+  raise NotImplementedError
