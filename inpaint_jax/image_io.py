@@ -4,8 +4,8 @@ Convention (every family): image RGB float32 (H, W, 3) in [0, 1]; mask float32 (
 1 = hole. From files:
   image  any format Pillow reads (PNG, JPEG, BMP, TIFF, WebP, ...): grayscale is repeated to
          RGB, alpha is dropped, palettes are expanded, 16-bit is scaled by 1/65535, 8-bit by
-         1/255 (as LaMa's `predict.py`), EXIF orientation is applied; or `.npy` float (H, W, 3)
-         in [0, 1].
+         1/255 (as LaMa's `predict.py`), EXIF orientation is applied (unless only the stored
+         pixels match the mask's size); or `.npy` float (H, W, 3) in [0, 1].
   mask   the same formats; a pixel is a hole when any colour channel is non-zero (soft, gray
          and RGB masks are binarised like LaMa's `mask > 0`); or `.npy` (H, W) / (H, W, 1),
          non-zero = hole.
@@ -56,15 +56,18 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
   return np.ascontiguousarray(ops.get(orientation, lambda a: a)(array))
 
 
-def _open(path: str, flag: str) -> tuple[np.ndarray, float]:
-  """Decodes `path` to (array (H, W) or (H, W, C) with alpha dropped, full-scale value)."""
+def _open(path: str, flag: str, exif: bool = True) -> tuple[np.ndarray, float]:
+  """Decodes `path` to (array (H, W) or (H, W, C) with alpha dropped, full-scale value).
+
+  `exif`: apply the EXIF orientation (the displayed image); False: the stored pixels.
+  """
   _check_file(path, flag)
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")  # palette-transparency notices
       with Image.open(path) as im:
         im.load()
-        orientation = im.getexif().get(0x0112, 1)
+        orientation = im.getexif().get(0x0112, 1) if exif else 1
         sixteen = (_png_bit_depth(path) == 16 and im.mode in ("RGB", "RGBA")) or (
             im.format == "TIFF" and im.mode in ("RGB", "RGBA") and
             getattr(im, "tag_v2", {}).get(258, (8,))[0] == 16)
@@ -75,7 +78,8 @@ def _open(path: str, flag: str) -> tuple[np.ndarray, float]:
             raise OSError("cannot decode the 16-bit colour image")
           rgb = raw[..., 2::-1] if raw.ndim == 3 else raw
           return _orient(rgb, orientation), 65535.0
-        im = ImageOps.exif_transpose(im)
+        if exif:
+          im = ImageOps.exif_transpose(im)
         mode = im.mode
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
           return np.asarray(im, dtype=np.float64).clip(0, 65535), 65535.0
@@ -107,8 +111,8 @@ def _load_npy(path: str, flag: str) -> np.ndarray:
     raise UserError(f"{flag} {path}: not a readable .npy array ({e})") from e
 
 
-def read_image(path: str, flag: str = "--image") -> np.ndarray:
-  """The image as float32 (H, W, 3) RGB in [0, 1]."""
+def read_image(path: str, flag: str = "--image", exif: bool = True) -> np.ndarray:
+  """The image as float32 (H, W, 3) RGB in [0, 1] (`exif`: as displayed)."""
   if path.lower().endswith(".npy"):
     a = _load_npy(path, flag)
     if a.ndim != 3 or a.shape[-1] != 3 or not np.issubdtype(a.dtype, np.floating):
@@ -118,7 +122,7 @@ def read_image(path: str, flag: str = "--image") -> np.ndarray:
       raise UserError(f"{flag} {path}: values outside [0, 1] (or not finite); accepted: float "
                       f"(H, W, 3) RGB in [0, 1]")
     return np.ascontiguousarray(a, dtype=np.float32)
-  a, scale = _open(path, flag)
+  a, scale = _open(path, flag, exif)
   if a.ndim == 2:
     a = np.repeat(a[..., None], 3, axis=-1)
   if scale == 255.0:
@@ -142,6 +146,23 @@ def read_mask(path: str, flag: str = "--mask") -> np.ndarray:
   a, _ = _open(path, flag)
   hole = a > 0 if a.ndim == 2 else np.any(a > 0, axis=-1)
   return hole.astype(np.float32)[..., None]
+
+
+def read_pair(image_path: str, mask_path: str, image_flag: str = "--image",
+              mask_flag: str = "--mask") -> tuple[np.ndarray, np.ndarray]:
+  """(image, mask), checked to have the same size.
+
+  The image is taken as displayed (EXIF orientation applied); when only its stored pixels
+  match the mask's size (a mask drawn on the un-rotated photo), those are used instead.
+  """
+  image = read_image(image_path, image_flag)
+  mask = read_mask(mask_path, mask_flag)
+  if image.shape[:2] != mask.shape[:2] and not image_path.lower().endswith(".npy"):
+    stored = read_image(image_path, image_flag, exif=False)
+    if stored.shape[:2] == mask.shape[:2]:
+      image = stored
+  check_same_size(image, mask, image_path, mask_path, image_flag, mask_flag)
+  return image, mask
 
 
 def check_same_size(image: np.ndarray, mask: np.ndarray, image_path: str, mask_path: str,

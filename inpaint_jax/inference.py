@@ -9,6 +9,7 @@ folder of mixed sizes compiles once per bucket), runs one jitted pass, composite
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -32,6 +33,18 @@ def pad_bottom_right(x: np.ndarray, shape: tuple[int, int], mode: str) -> np.nda
   if (h, w) == tuple(shape):
     return x
   return np.pad(x, ((0, shape[0] - h), (0, shape[1] - w), (0, 0)), mode=mode)
+
+
+@functools.lru_cache(maxsize=8)
+def _composite_fn(forward: adapters_lib.ForwardFn, g_model: nn.Module):
+  """The jitted pass + composite, shared by every Inpainter of the same module (modules are
+  frozen dataclasses, so equal configs share compiled programs)."""
+
+  def composite(variables, image, mask):
+    pred = forward(g_model, variables, image, mask)
+    return mask * pred + (1.0 - mask) * image
+
+  return jax.jit(composite)
 
 
 @dataclasses.dataclass
@@ -68,13 +81,7 @@ class Inpainter:
                        f"model's size rule)")
     self.multiple = bucket or rule
     self.variables = jax.device_put(variables)
-    forward = self.adapter.forward
-
-    def composite(variables, image, mask):
-      pred = forward(g_model, variables, image, mask)
-      return mask * pred + (1.0 - mask) * image
-
-    self._composite = jax.jit(composite)
+    self._composite = _composite_fn(self.adapter.forward, g_model)
 
   def padded_shape(self, h: int, w: int) -> tuple[int, int]:
     return ceil_to(h, self.multiple), ceil_to(w, self.multiple)

@@ -108,10 +108,7 @@ class Runner:
 def read_single(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
   """Checks and reads --image / --mask (before the model loads: bad files fail fast)."""
   image_io.check_output_path(args.output)
-  image = image_io.read_image(args.image, "--image")
-  mask = image_io.read_mask(args.mask, "--mask")
-  image_io.check_same_size(image, mask, args.image, args.mask)
-  return image, mask
+  return image_io.read_pair(args.image, args.mask)
 
 
 # ----------------------------------------------------------------------------- folder mode
@@ -133,13 +130,6 @@ def find_pairs(input_dir: str, image_suffix: str) -> tuple[list[tuple[str, str]]
   return pairs, [m for _, m in orphans], no_mask
 
 
-def _read_pair(image_path: str, mask_path: str) -> tuple[np.ndarray, np.ndarray]:
-  image = image_io.read_image(image_path, "image")
-  mask = image_io.read_mask(mask_path, "mask")
-  image_io.check_same_size(image, mask, image_path, mask_path, "image", "mask")
-  return image, mask
-
-
 def _prefetch(pairs: list[tuple[str, str]], depth: int = 4) -> Iterator[tuple[int, Any]]:
   """Yields (index, (image, mask) or UserError), read by a background thread."""
   q: queue.Queue = queue.Queue(maxsize=depth)
@@ -147,7 +137,7 @@ def _prefetch(pairs: list[tuple[str, str]], depth: int = 4) -> Iterator[tuple[in
   def work():
     for i, (img, msk) in enumerate(pairs):
       try:
-        q.put((i, _read_pair(img, msk)))
+        q.put((i, image_io.read_pair(img, msk, "image", "mask")))
       except UserError as e:
         q.put((i, e))
     q.put(None)
@@ -212,7 +202,7 @@ def run_folder(runner: Runner, args: argparse.Namespace) -> int:
   bar.close()
   done = len(pairs) - refused
   seconds = time.perf_counter() - start
-  print(f"inpainted {done} image(s) in {seconds:.1f} s ({done / max(seconds, 1e-9):.2f} "
+  print(f"inpainted {done} image(s) in {seconds:.1f} s ({done / max(seconds, 1e-9):.3g} "
         f"images/s); skipped: {len(orphans)} mask(s) without image, {len(no_mask)} image(s) "
         f"without mask, {refused} refused", file=sys.stderr)
   return refused

@@ -15,8 +15,9 @@ What LaMa's `predict.py refine=True` does (`saicinpainting/evaluation/refinement
        where >= 1 - eps) eroded by a 15x15 ellipse,
    and the last forward's composite is the level's result.
 
-Memory: the backward pass through the rear is rematerialised (`jax.checkpoint` around every
-residual block and decoder stage), so only stage boundaries are kept, not every activation;
+Memory: the backward pass through the rear is rematerialised (a `lax.scan` over the residual
+blocks with a `jax.checkpoint` body, and checkpointed decoder stages), so only the block
+boundaries are kept, not every activation;
 the official code needs ~24 GB of GPU memory for big-lama at 1 megapixel and splits the model
 over two GPUs. Deliberate differences: an empty eroded mask gives a zero multi-scale term (the
 official mean over no pixels is NaN), and an image resized for the pixel budget is upscaled
@@ -94,9 +95,18 @@ def rear(shape: LamaShape, variables: PyTree, z, remat: bool = True) -> jax.Arra
   dim = min(mf, ngf * 2 ** d)
   block = FFCResnetBlock(dim, shape.ratio_g, shape.ratio_g, enable_lfu=shape.enable_lfu,
                          padding_type="reflect")
-  run_block = ckpt(lambda v, y: block.apply(v, y, train=False))
-  for i in range(shape.n_blocks):
-    z = run_block(_sub(variables, f"block_{i}"), z)
+  blocks = [_sub(variables, f"block_{i}") for i in range(shape.n_blocks)]
+  if remat and blocks:
+    # A scan over the stacked blocks with a checkpointed body: the backward pass keeps only
+    # the block boundaries and recomputes one block at a time inside the loop. (Plain
+    # `jax.checkpoint` calls in straight-line code leave XLA free to schedule the
+    # recomputation early, which on CPU gave no saving at all.)
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)
+    body = jax.checkpoint(lambda y, v: (block.apply(v, y, train=False), None))
+    z, _ = jax.lax.scan(body, tuple(z), stacked)
+  else:
+    for v in blocks:
+      z = block.apply(v, z, train=False)
   x = jnp.concatenate([a for a in z if a is not None], axis=-1)
   for i in range(d):
     up = ConvTranspose(min(mf, int(ngf * 2 ** (d - i) / 2)), 3, strides=2, padding=1,

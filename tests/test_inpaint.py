@@ -150,6 +150,10 @@ def test_input_kinds(model, files, tmp_path):
   assert _run("--checkpoint", model, "--image", tmp_path / "rot.jpg", "--mask",
               tmp_path / "rot_mask.png", "--output", tmp_path / "rot_out.png") == 0
   assert np.asarray(Image.open(tmp_path / "rot_out.png")).shape == (W, H, 3)
+  # A mask drawn on the stored (un-rotated) pixels is accepted too, as LaMa reads them.
+  assert _run("--checkpoint", model, "--image", tmp_path / "rot.jpg", "--mask", tmp / "mask.png",
+              "--output", tmp_path / "rot_out2.png") == 0
+  assert np.asarray(Image.open(tmp_path / "rot_out2.png")).shape == (H, W, 3)
 
 
 def test_empty_and_full_masks(model, files, tmp_path):
@@ -257,3 +261,19 @@ def test_hd_strategies_keep_known_pixels(model, tmp_path, strategy):
     known = mask == 0
     np.testing.assert_array_equal(got[known], want[known])
     assert got.shape == want.shape
+
+
+def test_refine_flag(model, tmp_path):
+  rng = np.random.default_rng(4)
+  rgb = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+  mask = np.zeros((64, 64), np.uint8)
+  mask[20:40, 16:44] = 255
+  Image.fromarray(rgb).save(tmp_path / "i.png")
+  Image.fromarray(mask).save(tmp_path / "m.png")
+  assert _run("--checkpoint", model, "--image", tmp_path / "i.png", "--mask", tmp_path / "m.png",
+              "--output", tmp_path / "o.png", "--refine", "--refine-iters", 2,
+              "--refine-min-side", 32) == 0
+  got = np.asarray(Image.open(tmp_path / "o.png"))
+  np.testing.assert_array_equal(got[mask == 0], rgb[mask == 0])
+  plain = official_predict(model, tmp_path / "i.png", tmp_path / "m.png")
+  assert np.any(got != plain)  # the refinement changed the hole

@@ -27,11 +27,11 @@ def test_front_then_rear_is_the_generator(tiny):
   image = rng.random((1, 32, 48, 3)).astype(np.float32)
   mask = (rng.random((1, 32, 48, 1)) > 0.7).astype(np.float32)
   shape = refine.LamaShape.from_config(config)
-  z = refine.front(shape, variables, image, mask)
-  for remat in (False, True):
-    got = refine.rear(shape, variables, z, remat=remat)
-    want = g_model.apply(variables, image, mask, train=False)["pred"]
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+  z = jax.jit(refine.front, static_argnums=0)(shape, variables, image, mask)
+  got = jax.jit(refine.rear, static_argnums=0)(shape, variables, z)
+  want = jax.jit(lambda v, i, m: g_model.apply(v, i, m, train=False)["pred"])(
+      variables, image, mask)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
 
 
 def test_refinement_lowers_known_l1(tiny):
@@ -40,13 +40,13 @@ def test_refinement_lowers_known_l1(tiny):
   image = rng.random((64, 64, 3)).astype(np.float32)
   mask = np.zeros((64, 64, 1), np.float32)
   mask[20:44, 16:48] = 1
-  res = refine.refine_lama_full(g_model, variables, config, image, mask, n_iters=6,
-                                min_side=16)
+  res = refine.refine_lama_full(g_model, variables, config, image, mask, n_iters=5,
+                                min_side=32)
   assert res.known_l1_after < res.known_l1_before
   assert res.losses[-1] < res.losses[0]
   assert res.composite.shape == (64, 64, 3)
   np.testing.assert_array_equal(res.composite[mask[..., 0] == 0], image[mask[..., 0] == 0])
-  assert refine.n_scales(64, 64, 16, 3) == 3
+  assert refine.n_scales(64, 64, 32, 3) == 2 and refine.n_scales(1024, 1024, 512, 3) == 2
 
 
 def test_pyramid_ops_match_torch():
