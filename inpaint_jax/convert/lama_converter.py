@@ -121,6 +121,13 @@ def infer_generator(sd: dict[str, np.ndarray], max_features: int = 1024,
               input_nc=input_nc, output_nc=output_nc)
 
 
+def _short(e: Exception, keep: int = 6) -> str:
+  """The key-mismatch report on one line, the first few entries only."""
+  lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+  more = f" ... ({len(lines) - keep} more lines)" if len(lines) > keep else ""
+  return "; ".join(lines[:keep]) + more
+
+
 def _split(sd: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
   return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
@@ -160,14 +167,24 @@ def convert_lama(checkpoint: str, config: ml_collections.ConfigDict | None,
     config.generator.name = "ffc_resnet"
     for k, v in gen_cfg.items():
       config.generator[k] = v
-  g_vars = lama_keys.generator_variables_from_torch(
-      g_sd, n_downsampling=g_info["n_downsampling"], n_blocks=g_info["n_blocks"],
-      ratio_g=g_info["ratio_g"], enable_lfu=g_info["enable_lfu"],
-      max_features=g_info["max_features"])
+  if not g_info["n_blocks"] or not g_info["n_downsampling"]:
+    raise ValueError(f"--checkpoint {ckpt}: no FFC residual blocks or downsampling stages "
+                     f"(generator.model.K.conv1.ffc.*); accepted: an official LaMa "
+                     f"FFCResNetGenerator")
+  try:
+    g_vars = lama_keys.generator_variables_from_torch(
+        g_sd, n_downsampling=g_info["n_downsampling"], n_blocks=g_info["n_blocks"],
+        ratio_g=g_info["ratio_g"], enable_lfu=g_info["enable_lfu"],
+        max_features=g_info["max_features"])
+  except ValueError as e:
+    raise ValueError(f"--checkpoint {ckpt}: {_short(e)}") from e
   variables = {"g": g_vars}
   extra: dict[str, Any] = {"inferred": {"generator": g_info}}
   if d_sd:
-    d_vars = lama_keys.discriminator_variables_from_torch(d_sd)
+    try:
+      d_vars = lama_keys.discriminator_variables_from_torch(d_sd)
+    except ValueError as e:
+      raise ValueError(f"--checkpoint {ckpt}: {_short(e)}") from e
     first = d_sd["model0.0.weight"]
     ndf, d_in = int(first.shape[0]), int(first.shape[1])
     n_layers = max(int(m.group(1)) for k in d_sd if (m := re.match(r"model(\d+)\.", k))) - 1
