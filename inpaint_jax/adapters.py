@@ -43,6 +43,8 @@ class Adapter:
     forward: the eval-mode pass in the uniform convention (jit-able, see `ForwardFn`).
     size_multiple: the network's H and W must be multiples of it.
     pad_mode: numpy `np.pad` mode for the bottom/right padding to `size_multiple`.
+    min_size: smaller inputs are padded up to it (LaMa: its bottleneck must be at least 2x2
+      for the reflect padding of the residual blocks).
     refine: optional LaMa-style refinement, `(g_model, variables, config, image (H, W, 3),
       mask (H, W, 1), **options) -> composite (H, W, 3)` numpy; None: `--refine` is refused.
   """
@@ -50,6 +52,7 @@ class Adapter:
   forward: ForwardFn
   size_multiple: int
   pad_mode: str = "symmetric"
+  min_size: int = 1
   refine: Callable[..., Any] | None = None
 
 
@@ -70,4 +73,4 @@ def lama_adapter(config: ml_collections.ConfigDict) -> Adapter:
 
   factor = 2 ** int(config.generator.get("n_downsampling", 3))
   return Adapter(forward=_lama_forward, size_multiple=max(8, factor), pad_mode="symmetric",
-                 refine=refine.refine_lama)
+                 min_size=2 * factor, refine=refine.refine_lama)

@@ -61,8 +61,12 @@ def inpaint_function(config, g_model, variables) -> Any:
     h, w = image.shape[1], image.shape[2]
     mask = (mask > 0).astype(jnp.float32)
     image = image.astype(jnp.float32)
-    ph, pw = (-h) % m, (-w) % m
-    if isinstance(ph, int) and isinstance(pw, int) and (ph or pw):
+    if isinstance(h, int) and isinstance(w, int):
+      low = -(-adapter.min_size // m) * m
+      ph, pw = max(low, h + (-h) % m) - h, max(low, w + (-w) % m) - w
+    else:
+      ph = pw = 0
+    if ph or pw:
       pad = ((0, 0), (0, ph), (0, pw), (0, 0))
       image_p = jnp.pad(image, pad, mode=adapter.pad_mode)
       mask_p = jnp.pad(mask, pad, mode=adapter.pad_mode)

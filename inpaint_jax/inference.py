@@ -84,7 +84,8 @@ class Inpainter:
     self._composite = _composite_fn(self.adapter.forward, g_model)
 
   def padded_shape(self, h: int, w: int) -> tuple[int, int]:
-    return ceil_to(h, self.multiple), ceil_to(w, self.multiple)
+    low = ceil_to(self.adapter.min_size, self.multiple)
+    return max(low, ceil_to(h, self.multiple)), max(low, ceil_to(w, self.multiple))
 
   def submit(self, image: np.ndarray, mask: np.ndarray) -> Pending:
     """Dispatches one pass without waiting: image (H, W, 3), mask (H, W, 1) in {0, 1}."""

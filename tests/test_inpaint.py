@@ -167,6 +167,12 @@ def test_empty_and_full_masks(model, files, tmp_path):
               "--output", tmp_path / "f.npy") == 0
   out = np.load(tmp_path / "f.npy")
   assert out.shape == (H, W, 3) and np.all(np.isfinite(out))
+  # A tiny image (smaller than the network's minimum) is padded up and cropped back.
+  np.save(tmp_path / "tiny.npy", np.full((5, 7, 3), 0.5, np.float32))
+  np.save(tmp_path / "tiny_m.npy", np.ones((5, 7), np.float32))
+  assert _run("--checkpoint", model, "--image", tmp_path / "tiny.npy", "--mask",
+              tmp_path / "tiny_m.npy", "--output", tmp_path / "tiny_o.npy") == 0
+  assert np.load(tmp_path / "tiny_o.npy").shape == (5, 7, 3)
 
 
 def test_refusals(model, files, tmp_path, capsys):
