@@ -360,6 +360,28 @@ def stack_batches(local: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
   return {k: np.stack([b[k] for b in local]) for k in local[0]}
 
 
+def sample_outputs(system: system_lib.System, state: TrainState, image: jax.Array,
+                   mask: jax.Array) -> dict[str, jax.Array]:
+  """What the sample grids show, in eval mode (EMA generator weights when kept).
+
+  Returns:
+    "pred", "composite" (N, H, W, 3) and, with a D, its outputs on the real and
+    the fake image, sigmoid(logits) resized (nearest) to (N, H, W, 1)
+    ("d_real", "d_fake"), as LaMa's `store_discr_outputs_for_vis`.
+  """
+  out = system_lib.predict(system.nets["g"], system_lib.generator_variables(state), image,
+                           mask)
+  sample = {"pred": out["pred"], "composite": out["composite"]}
+  if system.has_discriminator:
+    fake, real = system.d_inputs(image, mask, out)
+    d_vars = state.nets["d"].variables
+    for name, x in (("d_real", real), ("d_fake", fake)):
+      logits, _ = system.nets["d"].apply(d_vars, system.d_view(x, mask), train=False)
+      sample[name] = jax.image.resize(jax.nn.sigmoid(logits), image.shape[:3] + (1,),
+                                      "nearest")
+  return sample
+
+
 class _StopRequest:
   """Turns SIGTERM into a request to save and stop after the current step."""
 
@@ -490,11 +512,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                                out_shardings=(repl, repl), donate_argnums=0)
     return step_fns[plan]
 
-  g_model = system.nets["g"]
-  predict_fn = jax.jit(
-      lambda state, image, mask: system_lib.predict(
-          g_model, system_lib.generator_variables(state), image, mask),
-      out_shardings=repl)
+  sample_fn = jax.jit(functools.partial(sample_outputs, system), out_shardings=repl)
 
   # A fixed batch for sample grids: the first few examples of step 0.
   sample_local = batches.batch_at(0)
@@ -506,13 +524,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   def write_samples(step, state):
     with jax.set_mesh(mesh):
-      out = jax.device_get(predict_fn(state, sample_batch["image"], sample_batch["mask"]))
+      out = jax.device_get(sample_fn(state, sample_batch["image"], sample_batch["mask"]))
     # Predictions are replicated; inputs come from this process's rows, which
     # on process 0 are the first rows of the global batch.
     n = min(4, sample_local["image"].shape[0])
     image, mask = sample_local["image"][:n], sample_local["mask"][:n]
     masked = image * (1.0 - mask) + mask  # holes shown white
-    grid = writers.image_grid([masked, out["pred"][:n], out["composite"][:n], image])
+    columns = [masked, out["pred"][:n], out["composite"][:n], image]
+    columns += [np.repeat(out[k][:n], 3, axis=-1) for k in ("d_real", "d_fake") if k in out]
+    grid = writers.image_grid(columns)
     writer.write_images(step, {"samples": grid})
 
   # ---- Train loop. ----

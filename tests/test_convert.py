@@ -137,3 +137,10 @@ def test_lightning_file_loads_in_torch(tmp_path):
   assert loaded["global_step"] == 1234
   for k, v in sd.items():
     np.testing.assert_array_equal(loaded["state_dict"][k].numpy(), v)
+
+
+def test_command_converters_get_their_arguments(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exc:
+    convert_cli.main(["inception", "--weights", str(tmp_path / "nope.pth"), "--output",
+                      str(tmp_path / "x.npz")])
+  assert exc.value.code == 2 and "nope.pth" in capsys.readouterr().err

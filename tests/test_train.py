@@ -14,16 +14,7 @@ import pytest
 from inpaint_jax import train
 from tests import helpers
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-  """In-process runs compile like the subprocess runs (see helpers.FAST_COMPILE_ENV)."""
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fast_compile")]
 
 
 def _flat(state) -> dict[str, np.ndarray]:

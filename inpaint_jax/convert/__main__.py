@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> None:
   if not argv or argv[0] in ("-h", "--help", "help"):
     print(_usage())
     return
+  conv = CONVERTERS.get(argv[0]) if argv[0] in CONVERTERS else None
+  if conv is not None and conv.command is not None:
+    sys.exit(conv.command(argv[1:]))
   try:
     with errors.as_user_errors():
       out = run(argv)

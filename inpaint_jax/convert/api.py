@@ -28,6 +28,11 @@ Arguments a converter receives:
 
 Errors: raise ValueError / FileNotFoundError with one message naming the file or flag, what
 was wrong and what is accepted; the CLI prints it as one line and exits with status 2.
+
+Converters whose output is not a model directory (metric and loss backbones written as
+`.npz`) register a whole command instead: `register_command(name, run)` with
+`run(argv_after_the_name) -> exit status`; `python -m inpaint_jax.convert NAME ...` hands it
+the remaining arguments unchanged.
 """
 
 from __future__ import annotations
@@ -97,17 +102,19 @@ class Converter:
   """A registered converter.
 
   Attributes:
-    fn: `(checkpoint, config_or_None, options) -> Converted`.
+    fn: `(checkpoint, config_or_None, options) -> Converted` (None for a command).
     options: accepted family flag name (underscores) -> its accepted values (None: any).
     default_config: config file used when `--config` is absent, relative to the source tree
       (e.g. "configs/lama.py"); None: the converter builds its config itself.
     help: one line for `--help`.
+    command: `run(argv) -> exit status` for a converter with its own flags and output.
   """
 
-  fn: ConvertFn
+  fn: ConvertFn | None
   options: Mapping[str, tuple[str, ...] | None]
   default_config: str | None
   help: str
+  command: Callable[[list[str]], int] | None = None
 
 
 def register_converter(name: str, *, options: Mapping[str, tuple[str, ...] | None] | None = None,
@@ -122,3 +129,10 @@ def register_converter(name: str, *, options: Mapping[str, tuple[str, ...] | Non
     return fn
 
   return deco
+
+
+def register_command(name: str, run: Callable[[list[str]], int], *, help: str = "") -> None:
+  """Registers a converter that parses its own arguments and writes its own output."""
+  CONVERTERS.register(name)(Converter(fn=None, options={}, default_config=None,
+                                      help=help or (run.__doc__ or "").strip().split("\n")[0],
+                                      command=run))

@@ -64,8 +64,8 @@ opencv-python-headless 5.0, numpy 2.4):
   masks at 256, 5,000 at 512).
 * Speed, one core, 256x256 lama_mixed (`python -m inpaint_jax.data.masks_bench --n 20000`
   with cv2 on PYTHONPATH; a shared VM, so +-20% between runs): `sample_batch` in batches
-  of 64 makes 15,000-19,000 masks/s, the cv2 reference 5,400 on the same core (2.8-3.4x;
-  our issue #2 quotes 2,100/s for cv2 on one core of an earlier machine). `sample_many`
+  of 64 makes 15,000-19,000 masks/s, the cv2 reference 5,400 on the same core
+  (2.8-3.4x). `sample_many`
   with a new `default_rng` per mask makes 14,000-15,000. A lone `sample` call makes only
   4,300-4,800/s: it is ~150 numpy calls on small arrays, so code that draws many masks at
   once should use one `sample_many` call (same masks as per-example `sample`).

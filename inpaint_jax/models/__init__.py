@@ -1,3 +1,3 @@
 """Model families. Importing this package registers every generator and discriminator."""
 
-from inpaint_jax.models import discriminators, lama  # noqa: F401  (registration side effects)
+from inpaint_jax.models import discriminators, lama, vgg  # noqa: F401  (registration side effects)

@@ -1,7 +1,7 @@
 """Discriminators, NHWC.
 
 `NLayerDiscriminator` (`nlayer`): the pix2pixHD multi-layer PatchGAN used by
-LaMa (`shared/research/lama.md` §2). For n_layers = L there are L + 2 stages;
+LaMa. For n_layers = L there are L + 2 stages;
 stage n is `conv_n` (+ `bn_n` for 1 <= n <= L), matching the official
 `model{n}.0` / `model{n}.1` submodules:
 
