@@ -80,6 +80,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.log_every_steps = 100
   c.image_every_steps = 2_500
+  # A model directory (`python -m inpaint_jax.convert`) to start from: its generator and
+  # discriminator weights, fresh optimiser states. Ignored when the workdir has a checkpoint.
+  c.init_from = ""
 
   c.data = ml_collections.ConfigDict(dict(
       source="embedded",     # embedded | folder | tfds
