@@ -74,3 +74,7 @@ def lama_adapter(config: ml_collections.ConfigDict) -> Adapter:
   factor = 2 ** int(config.generator.get("n_downsampling", 3))
   return Adapter(forward=_lama_forward, size_multiple=max(8, factor), pad_mode="symmetric",
                  min_size=2 * factor, refine=refine.refine_lama)
+
+
+# Families whose adapter lives beside their model code register on import.
+from inpaint_jax import dfnet_adapter  # noqa: E402, F401  pylint: disable=g-import-not-at-top
