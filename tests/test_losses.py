@@ -563,7 +563,8 @@ def test_every_registered_term_is_tested_here_or_in_test_backbones():
             "gradient_penalty", "hinge_g", "hinge_d", "lsgan_g", "lsgan_d", "bce_g", "bce_d",
             "vgg_perceptual", "gram_style", "resnet_pl", "boundary_gradient",
             "smooth_transition", "color_consistency"}
-  assert set(LOSSES.names()) == tested
+  # Terms whose names start with "test_" are registered by other test modules.
+  assert {n for n in LOSSES.names() if not n.startswith("test_")} == tested
 
 
 # DCF's ring terms on a 7x7 image with one hole pixel in the centre: with k = 3 the dilated
