@@ -6,6 +6,13 @@ Variants (the text after ':'):
   demo     a small CPU variant for the quick start (runs in minutes on 2 cores).
   tiny     a very small variant for tests (32 px, 4 steps).
 
+Loss variants, alone (on fourier) or after a variant (`demo,hinge`, `big,vgg_pl,ffl`):
+  hinge    hinge GAN losses (SN-PatchGAN) in place of the non-saturating ones.
+  vgg_pl   LaMa's VGG-19 perceptual loss (its `ablv2_work_no_segmpl_vgg` ablation, weight
+           0.03) in place of HRFPL; needs the torchvision VGG-19 weights.
+  ffl      the focal frequency loss (Jiang et al. 2021) added at weight 1.
+  hrfpl    HRFPL on in demo / tiny (on by default in fourier and big).
+
 Run:
   python -m inpaint_jax.main --config=configs/lama.py --workdir=runs/lama
   python -m inpaint_jax.main --config=configs/lama.py:big --mode=summary --workdir=/tmp/x
@@ -13,18 +20,28 @@ Run:
       --config.total_steps=50 --config.data.source=folder --config.data.folder=/photos
 
 The recipe follows the official `lama-fourier.yaml` / `big-lama.yaml` (see the
-README, "LaMa"). Deliberate difference: the ResNet-50 perceptual loss (HRFPL,
-weight 30) needs the ADE20k segmentation weights from a local file and is not
-part of this recipe yet.
+README, "LaMa"), including the high-receptive-field perceptual loss (HRFPL,
+weight 30). HRFPL reads the frozen ADE20k ResNet-50-dilated segmentation encoder
+from a local file, `--config.frozen.resnet_pl.path` (default below; nothing is
+downloaded): `ade20k-resnet50dilated-ppm_deepsup/encoder_epoch_20.pth` from
+http://sceneparsing.csail.mit.edu/model/pytorch/, or a directory made from it by
+`python -m inpaint_jax.convert ade20k_resnet50`. `demo` and `tiny` keep HRFPL off
+(they run without any weights file); `--mode=summary` never reads weights.
 """
 
 import ml_collections
 from ml_collections import config_dict
 
+from inpaint_jax import eval_mode
 from inpaint_jax.config_lib import parse_arg, term
+from inpaint_jax.losses.perceptual import LAMA_VGG19
 from inpaint_jax.optim import optim_group
 
 VARIANTS = ("fourier", "big", "demo", "tiny")
+LOSS_VARIANTS = ("hinge", "vgg_pl", "ffl", "hrfpl")
+# Where LaMa keeps the weights ($TORCH_HOME/...), relative to the working directory.
+RESNET_PL_PATH = "weights/ade20k/ade20k-resnet50dilated-ppm_deepsup/encoder_epoch_20.pth"
+VGG19_PATH = "weights/vgg19-dcbb9e9d.pth"
 
 
 def mask_config(kind: str = "lama_mixed") -> ml_collections.ConfigDict:
@@ -42,13 +59,18 @@ def mask_config(kind: str = "lama_mixed") -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  a = parse_arg(arg, variant="fourier")
+  a = parse_arg(arg, variant="fourier", **{v: False for v in LOSS_VARIANTS})
+  if a.variant in LOSS_VARIANTS:  # `lama.py:hinge` = `lama.py:fourier,hinge`
+    a[a.variant] = True
+    a.variant = "fourier"
   if a.variant not in VARIANTS:
     raise ValueError(
-        f"configs/lama.py: unknown variant {a.variant!r}; accepted: {', '.join(VARIANTS)}")
+        f"configs/lama.py: unknown variant {a.variant!r}; accepted: {', '.join(VARIANTS)} "
+        f"(then any of {', '.join(LOSS_VARIANTS)})")
 
   c = ml_collections.ConfigDict()
   c.variant = a.variant
+  c.loss_variants = ",".join(v for v in LOSS_VARIANTS if a[v])
   c.seed = 0
   # Global batch over all processes and devices. The paper trains lama-fourier
   # with 3 GPUs x 10 and big-lama with 8 GPUs x 15.
@@ -62,6 +84,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.log_every_steps = 100
   c.image_every_steps = 2_500
+  # A model directory (`python -m inpaint_jax.convert`) to start from: its generator and
+  # discriminator weights, fresh optimiser states. Ignored when the workdir has a checkpoint.
+  c.init_from = ""
 
   c.data = ml_collections.ConfigDict(dict(
       source="embedded",     # embedded | folder | tfds
@@ -108,7 +133,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # images of one GPU (lama-fourier; 15 for big-lama), whatever the device count.
   c.batchnorm = ml_collections.ConfigDict(dict(group_size=10))
   c.phases = ml_collections.ConfigDict()   # one phase
-  c.frozen = ml_collections.ConfigDict()   # no frozen backbones yet (HRFPL pending)
+  # Frozen backbones the losses read (weights from local files, see the module doc).
+  c.frozen = ml_collections.ConfigDict(dict(
+      resnet_pl=dict(kind="ade20k_resnet50", path=RESNET_PL_PATH)))
 
   # Loss recipes: label -> (registered fn, weight, options). Labels name the
   # logged terms; `--config.losses.generator.fm.weight=0` switches a term off.
@@ -117,6 +144,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       l1=term("masked_l1", 1.0, weight_known=10.0, weight_missing=0.0),
       adv=term("nonsaturating_g", 10.0),
       fm=term("feature_matching", 100.0),
+      # HRFPL: sum over the encoder's 4 stages of the feature MSE; BatchNorm in train mode,
+      # as in the official run (Lightning puts the frozen encoder back in train mode).
+      hrfpl=term("resnet_pl", 30.0, backbone="resnet_pl", bn_mode="train"),
   ))
   c.losses.discriminator = ml_collections.ConfigDict(dict(
       adv=term("nonsaturating_d", 1.0, mask_as_fake_target=True),
@@ -124,6 +154,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ))
   c.losses.d_input = "pred"        # D scores the raw prediction, not the composite
   c.losses.d_input_mask = False    # D sees RGB only
+
+  # Validation during training: LaMa scores a fixed validation set once per
+  # epoch of 25,000 batches and keeps checkpoints by ssim_fid100_f1, which needs
+  # FID (converted InceptionV3 weights in eval.inception_weights).
+  c.eval = eval_mode.eval_config()
+  c.eval.masks = "thick_256"
+  c.eval_every_steps = 25_000
+  c.best_metric = "ssim_fid100_f1"
+  c.keep_best = 3
 
   if a.variant == "big":
     c.generator.n_blocks = 18
@@ -142,6 +181,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.generator.n_blocks = 3
     c.discriminator.ndf = 16
     c.discriminator.n_layers = 3
+    # 8 fixed 64 px validation images with 20-30 % irregular holes; no FID
+    # weights here, so the best checkpoint is chosen by SSIM.
+    c.eval.masks = "irregular_20_30"
+    c.eval.periodic_n_images = 8
+    c.eval_every_steps = 250
+    c.best_metric = "ssim"
+    c.keep_best = 1
+    # HRFPL off unless asked for (`demo,hrfpl`): it needs the ADE20k encoder weights (a
+    # download) and two ResNet-50 passes per step, slow for a CPU demo.
+    if not a.hrfpl:
+      del c.losses.generator["hrfpl"]
+      del c.frozen["resnet_pl"]
   if a.variant == "tiny":
     c.total_steps = 4
     c.checkpoint_every_steps = 2
@@ -153,4 +204,29 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.generator.n_blocks = 1
     c.discriminator.ndf = 8
     c.discriminator.n_layers = 2
+    c.eval_every_steps = 0  # tests switch it on where they need it
+
+  g, d = c.losses.generator, c.losses.discriminator
+  if a.hinge:
+    # Hinge GAN (SN-PatchGAN, DeepFill v2). LaMa's R1 penalty on real images stays (set
+    # --config.losses.discriminator.r1.weight=0 for the plain hinge); the mask-as-fake
+    # target of LaMa's D loss has no hinge counterpart.
+    del g["adv"]
+    del d["adv"]
+    g.adv_hinge = term("hinge_g", 10.0)
+    d.adv_hinge = term("hinge_d", 1.0)
+  if a.vgg_pl:
+    # LaMa's `PerceptualLoss` as its VGG ablation trains it: VGG-19 with average pooling,
+    # the 13 ReLUs up to relu5_1, ImageNet normalisation, MSE on the known pixels (LaMa
+    # passes the mask), per-image means summed over layers and over the batch, weight 0.03.
+    if "hrfpl" in g:
+      del g["hrfpl"]
+    if "resnet_pl" in c.frozen:
+      del c.frozen["resnet_pl"]
+    c.frozen.vgg19 = dict(kind="vgg19", path=VGG19_PATH)
+    g.vgg_pl = term("vgg_perceptual", 0.03, backbone="vgg19", layers=LAMA_VGG19,
+                    distance="mse", imagenet_normalize=True, pooling="avg", region="known",
+                    batch_reduction="sum")
+  if a.ffl:
+    g.ffl = term("focal_frequency", 1.0, alpha=1.0)
   return c

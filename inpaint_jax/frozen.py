@@ -2,7 +2,8 @@
 
 A backbone is registered in `registry.BACKBONES` under a kind name as a
 function `build(cfg) -> Backbone`, where `cfg` is its config group without
-`kind`. The config lists the backbones a run needs:
+`kind` and with `field` (the group's config path, e.g. "frozen.resnet_pl", for
+error messages). The config lists the backbones a run needs:
 
   c.frozen = ml_collections.ConfigDict(dict(
       vgg19=dict(kind="vgg19", path="/weights/vgg19-dcbb9e9d.pth")))
@@ -62,6 +63,7 @@ def build_backbones(frozen_cfg: Mapping[str, Any] | None) -> dict[str, Backbone]
       raise ValueError(f"config field frozen.{name}.kind is missing; accepted: "
                        f"{', '.join(BACKBONES.names()) or '(none registered)'}")
     build = BACKBONES.get(cfg.pop("kind"), field=f"frozen.{name}.kind")
+    cfg["field"] = f"frozen.{name}"
     out[name] = build(cfg)
   return out
 

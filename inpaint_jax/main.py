@@ -3,6 +3,8 @@ r"""Entry point: `python -m inpaint_jax.main --config=configs/lama.py --workdir=
 Kept short on purpose: flags, optional `jax.distributed` setup, then one of the
 modes in `inpaint_jax`. Modes:
   train    train (and resume) in --workdir (default).
+  eval     score the latest checkpoint of --workdir on the `eval` mask sets
+           (eval/<set>/results.json, results.md, report.png).
   summary  print the parameter overview and the lines `generator_params: N` and
            `discriminator_params: N`, without training.
 
@@ -25,7 +27,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/lama.py or configs/lama.py:big.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default runs/<config name>).")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "summary"], "What to do.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "summary"], "What to do.")
 _DISTRIBUTED = flags.DEFINE_enum(
     "distributed", "auto", ["auto", "on", "off"],
     "jax.distributed.initialize(): 'on' always, 'off' never, 'auto' when a coordinator "
@@ -105,6 +107,10 @@ def main(argv):
     if _MODE.value == "summary":
       with errors.as_user_errors():
         cli_modes.summary(config)
+    elif _MODE.value == "eval":
+      from inpaint_jax import eval_mode  # pylint: disable=g-import-not-at-top
+      with errors.as_user_errors():
+        eval_mode.run(config, workdir)
     else:
       from inpaint_jax import train  # pylint: disable=g-import-not-at-top
       train.train_and_evaluate(config, workdir)

@@ -44,12 +44,13 @@ import numpy as np
 import optax
 from absl import logging
 
-from inpaint_jax import errors, losses, sharding
+from inpaint_jax import errors, losses, model_dir, sharding
 from inpaint_jax import frozen as frozen_lib
 from inpaint_jax import system as system_lib
 from inpaint_jax.checkpoint import Checkpointer
 from inpaint_jax.data import masks as masks_lib
 from inpaint_jax.data import pipeline, sources
+from inpaint_jax.metrics import summary
 from inpaint_jax.models import norm
 from inpaint_jax.state import NetState, TrainState
 from inpaint_jax.utils import writers
@@ -360,6 +361,83 @@ def stack_batches(local: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
   return {k: np.stack([b[k] for b in local]) for k in local[0]}
 
 
+def sample_outputs(system: system_lib.System, state: TrainState, image: jax.Array,
+                   mask: jax.Array) -> dict[str, jax.Array]:
+  """What the sample grids show, in eval mode (EMA generator weights when kept).
+
+  Returns:
+    "pred", "composite" (N, H, W, 3) and, with a D, its outputs on the real and
+    the fake image, sigmoid(logits) resized (nearest) to (N, H, W, 1)
+    ("d_real", "d_fake"), as LaMa's `store_discr_outputs_for_vis`.
+  """
+  out = system_lib.predict(system.nets["g"], system_lib.generator_variables(state), image,
+                           mask)
+  sample = {"pred": out["pred"], "composite": out["composite"]}
+  if system.has_discriminator:
+    fake, real = system.d_inputs(image, mask, out)
+    d_vars = state.nets["d"].variables
+    for name, x in (("d_real", real), ("d_fake", fake)):
+      logits, _ = system.nets["d"].apply(d_vars, system.d_view(x, mask), train=False)
+      sample[name] = jax.image.resize(jax.nn.sigmoid(logits), image.shape[:3] + (1,),
+                                      "nearest")
+  return sample
+
+
+class _Validation:
+  """Periodic scores on a fixed validation set, and the best checkpoints by one of them.
+
+  Config: `eval_every_steps` (0 = off), the `eval` group (mask set, number of
+  images, metrics, metric weights; see `inpaint_jax.eval_mode`), `best_metric`
+  (a metric of the set or a summary such as LaMa's `ssim_fid100_f1`; "" = no
+  best checkpoints) and `keep_best`. Every process computes the same scores on
+  its own devices, so all of them agree on what the best checkpoints are.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.every = int(config.get("eval_every_steps", 0) or 0)
+    self.enabled = self.every > 0
+    self.best = None
+    if not self.enabled:
+      return
+    from inpaint_jax import eval_mode  # pylint: disable=g-import-not-at-top
+
+    self.periodic = eval_mode.PeriodicEval(config)
+    self.prefix = f"eval/{self.periodic.set_name}/"
+    self.best_metric = str(config.get("best_metric", "") or "")
+    if self.best_metric and int(config.get("keep_best", 0) or 0) > 0:
+      missing = sorted(set(summary.needs(self.best_metric)) - self.periodic.available)
+      if missing:
+        why = self.periodic.nets["unavailable"]
+        reasons = "; ".join(f"{m}: {why.get(m, 'not in eval.metrics')}" for m in missing)
+        raise ValueError(
+            f"config field best_metric={self.best_metric!r} needs {', '.join(missing)}, which "
+            f"this run cannot compute ({reasons}); set eval.metrics / eval.inception_weights / "
+            f"eval.lpips_weights, choose another best_metric (e.g. ssim, psnr) or set "
+            f"keep_best=0")
+      self.best = Checkpointer(workdir, max_to_keep=int(config.keep_best),
+                               best_metric=self.best_metric,
+                               best_mode=summary.mode(self.best_metric))
+
+  def due(self, step: int) -> bool:
+    return self.enabled and step % self.every == 0
+
+  def run(self, g_model: nn.Module, variables: PyTree) -> dict[str, float]:
+    scores = self.periodic(g_model, jax.device_get(variables))
+    base = {k[len(self.prefix):]: v for k, v in scores.items() if k.startswith(self.prefix)}
+    scores.update({self.prefix + k: v for k, v in summary.derived(base).items()})
+    return scores
+
+  def save_best(self, step: int, state: TrainState, meta: dict[str, Any],
+                scores: dict[str, float]) -> None:
+    if self.best is not None:
+      value = scores[self.prefix + self.best_metric]
+      self.best.save(step, state, meta, force=True, metrics={self.best_metric: value})
+
+  def close(self) -> None:
+    if self.best is not None:
+      self.best.close()
+
+
 class _StopRequest:
   """Turns SIGTERM into a request to save and stop after the current step."""
 
@@ -471,12 +549,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # ---- Resume. ----
     ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
     latest = ckpt.latest_step()
+    if latest is None and config.get("init_from"):
+      state = jax.device_put(model_dir.init_from(system, state, config.init_from), repl)
+      logging.info("Initialised the networks from %s.", config.init_from)
     if latest is not None:
       state, meta = ckpt.restore(latest, state)
       logging.info("Resumed from %s at step %d (data position %s).", ckpt.directory, latest,
                    meta.get("data_position"))
     start_step = int(jax.device_get(state.step))
     k = schedule.batches_per_step
+
+    # ---- Validation and best checkpoints. ----
+    validation = _Validation(config, workdir)
 
   # ---- Jitted functions: one train step per distinct plan. ----
   step_fns: dict[StepPlan, Callable] = {}
@@ -487,11 +571,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                                out_shardings=(repl, repl), donate_argnums=0)
     return step_fns[plan]
 
-  g_model = system.nets["g"]
-  predict_fn = jax.jit(
-      lambda state, image, mask: system_lib.predict(
-          g_model, system_lib.generator_variables(state), image, mask),
-      out_shardings=repl)
+  sample_fn = jax.jit(functools.partial(sample_outputs, system), out_shardings=repl)
 
   # A fixed batch for sample grids: the first few examples of step 0.
   sample_local = batches.batch_at(0)
@@ -503,13 +583,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   def write_samples(step, state):
     with jax.set_mesh(mesh):
-      out = jax.device_get(predict_fn(state, sample_batch["image"], sample_batch["mask"]))
+      out = jax.device_get(sample_fn(state, sample_batch["image"], sample_batch["mask"]))
     # Predictions are replicated; inputs come from this process's rows, which
     # on process 0 are the first rows of the global batch.
     n = min(4, sample_local["image"].shape[0])
     image, mask = sample_local["image"][:n], sample_local["mask"][:n]
     masked = image * (1.0 - mask) + mask  # holes shown white
-    grid = writers.image_grid([masked, out["pred"][:n], out["composite"][:n], image])
+    columns = [masked, out["pred"][:n], out["composite"][:n], image]
+    columns += [np.repeat(out[k][:n], 3, axis=-1) for k in ("d_real", "d_fake") if k in out]
+    grid = writers.image_grid(columns)
     writer.write_images(step, {"samples": grid})
 
   # ---- Train loop. ----
@@ -559,6 +641,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
       if step % config.image_every_steps == 0 or is_last:
         write_samples(step, state)  # all processes run the jitted predict
+      if validation.due(step) or (is_last and validation.enabled):
+        scores = validation.run(system.nets["g"], system_lib.generator_variables(state))
+        writer.write_scalars(step, scores)
+        logging.info("validation at step %d | %s", step,
+                     " ".join(f"{k_}={v:.4g}" for k_, v in sorted(scores.items())))
+        validation.save_best(step, state, meta(step), scores)
 
       preempted = stop.requested or (jax.process_count() > 1 and ckpt.reached_preemption(step))
       if step % config.checkpoint_every_steps == 0 or is_last or preempted:
@@ -575,5 +663,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       if close is not None:
         close()
     ckpt.close()
+    validation.close()
     writer.close()
   return state

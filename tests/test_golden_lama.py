@@ -1,6 +1,6 @@
 """Golden test of the LaMa generator port and its PyTorch weight converter.
 
-`tests/data/lama_ffc_small.npz` (see `shared/golden/README.md`) holds a small
+`tests/data/lama_ffc_small.npz` holds a small
 LaMa generator (ngf 12, 2 blocks) with weights, inputs and outputs from a
 PyTorch reference that reproduces the official code exactly. Run with
 `pytest -s` to see the measured max errors.

@@ -8,6 +8,7 @@ import pytest
 
 from inpaint_jax.data import masks
 from inpaint_jax.registry import MASK_GENERATORS
+from tests import helpers
 
 EVAL_PRESETS = [f"lama_{w}_{s}" for s in (256, 512) for w in ("thin", "medium", "thick")]
 KINDS = ["lama_mixed", "lama_irregular", "lama_box"]
@@ -208,3 +209,27 @@ def test_kinds_and_eval_presets_are_registered_and_sample():
                                            min_times=1, max_times=5)
   assert masks.build({"kind": "lama_thin_512"}).p_irregular == 1.0
   assert masks.build({"kind": "lama_thick_512"}).irregular.max_width == 250
+
+
+def test_config_preset_name_selects_its_own_parameters():
+  for kind in ("lama_thin_256", "lama_medium_512", "lama_thick_256"):
+    config = helpers.tiny_config("fourier")
+    config.masks.kind = kind
+    assert masks.build(config.masks) == MASK_GENERATORS.get(kind)()
+    # The demo's scale applies to whichever preset is chosen.
+    demo = helpers.tiny_config("demo")
+    demo.masks.kind = kind
+    assert masks.build(demo.masks) == masks.scaled(MASK_GENERATORS.get(kind)(), 0.25)
+  # Explicit overrides still win over the preset.
+  config = helpers.tiny_config("fourier")
+  config.masks.kind = "lama_thin_256"
+  config.masks.irregular.max_width = 33
+  gen = masks.build(config.masks)
+  assert gen.irregular.max_width == 33 and gen.irregular.max_len == 40
+
+
+def test_scale_multiplies_pixel_sizes_only():
+  gen = masks.scaled(MASK_GENERATORS.get("lama_mixed")(), 0.25)
+  assert (gen.irregular.max_len, gen.irregular.max_width) == (50, 25)
+  assert (gen.box.margin, gen.box.bbox_min_size, gen.box.bbox_max_size) == (3, 8, 38)
+  assert (gen.irregular.max_times, gen.box.max_times, gen.irregular.max_angle) == (5, 4, 4)

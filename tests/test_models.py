@@ -67,7 +67,7 @@ def test_generator_param_counts(n_blocks, params, buffers):
 
 
 def test_generator_lfu_param_count():
-  # Count of the official modules for ngf 16, 2 blocks, enable_lfu (lama.md §9).
+  # Count of the official modules for ngf 16, 2 blocks, enable_lfu.
   shapes = generator_shapes(FFCResNetGenerator(ngf=16, n_blocks=2, enable_lfu=True), 64)
   assert n_elements(shapes["params"]) == 571_427
 

@@ -14,16 +14,7 @@ import pytest
 from inpaint_jax import train
 from tests import helpers
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-  """In-process runs compile like the subprocess runs (see helpers.FAST_COMPILE_ENV)."""
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fast_compile")]
 
 
 def _flat(state) -> dict[str, np.ndarray]:
@@ -241,3 +232,19 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
   steps = helpers.checkpoint_steps(workdir)
   assert len(steps) == 1 and 1 <= steps[0] < 100_000
   assert int(helpers.load_state(workdir, steps[0])["step"]) == steps[0]
+
+
+def test_validation_scores_and_keeps_the_best_checkpoint(tmp_path):
+  config = helpers.tiny_config(**{"eval_every_steps": 2, "best_metric": "ssim", "keep_best": 1,
+                                  "eval.masks": "irregular_20_30", "eval.periodic_n_images": 4,
+                                  "eval.metrics": "psnr,ssim,l1"})
+  train.train_and_evaluate(config, str(tmp_path))
+  rows = [r for r in helpers.read_metrics(str(tmp_path)) if "eval/irregular_20_30/ssim" in r]
+  assert [r["step"] for r in rows] == [2, 4]
+  for r in rows:
+    assert 0 < r["eval/irregular_20_30/ssim"] <= 1 and r["eval/irregular_20_30/psnr"] > 0
+  best_dir = os.path.join(str(tmp_path), "checkpoints_best")
+  kept = sorted(int(x) for x in os.listdir(best_dir) if x.isdigit())
+  best_step = max(rows, key=lambda r: r["eval/irregular_20_30/ssim"])["step"]
+  assert kept == [best_step]
+  assert helpers.checkpoint_steps(str(tmp_path)) == [2, 4]  # the latest ones, as always

@@ -64,8 +64,8 @@ opencv-python-headless 5.0, numpy 2.4):
   masks at 256, 5,000 at 512).
 * Speed, one core, 256x256 lama_mixed (`python -m inpaint_jax.data.masks_bench --n 20000`
   with cv2 on PYTHONPATH; a shared VM, so +-20% between runs): `sample_batch` in batches
-  of 64 makes 15,000-19,000 masks/s, the cv2 reference 5,400 on the same core (2.8-3.4x;
-  our issue #2 quotes 2,100/s for cv2 on one core of an earlier machine). `sample_many`
+  of 64 makes 15,000-19,000 masks/s, the cv2 reference 5,400 on the same core
+  (2.8-3.4x). `sample_many`
   with a new `default_rng` per mask makes 14,000-15,000. A lone `sample` call makes only
   4,300-4,800/s: it is ~150 numpy calls on small arrays, so code that draws many masks at
   once should use one `sample_many` call (same masks as per-example `sample`).
@@ -750,8 +750,22 @@ def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerato
     raise ValueError(f"config field {field}.kind is missing; accepted: "
                      f"{', '.join(MASK_GENERATORS.names())}")
   factory: Callable[[], Any] = MASK_GENERATORS.get(cfg.pop("kind"), field=f"{field}.kind")
-  gen = factory()
   scale = cfg.pop("scale", 1.0)
+  if getattr(factory, "accepts_overrides", False):
+    # A generator class configured by its own dataclass fields (e.g. `dfnet_folder`).
+    if scale != 1.0:
+      raise ValueError(f"config field {field}.scale: this kind draws at relative sizes; "
+                       "leave scale at 1")
+    names = [f.name for f in dataclasses.fields(factory)]
+    unknown = sorted(set(cfg) - set(names))
+    if unknown:
+      raise ValueError(f"config fields {', '.join(f'{field}.{k}' for k in unknown)}: unknown; "
+                       f"accepted: kind, {', '.join(names)}")
+    try:
+      return factory(**cfg)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"config field {field}: {e}") from None
+  gen = factory()
   if not isinstance(gen, MixedMaskGenerator):
     if cfg or scale != 1.0:
       raise ValueError(f"config fields {', '.join(f'{field}.{k}' for k in sorted(cfg))}: "
@@ -801,3 +815,7 @@ def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerato
     return dataclasses.replace(gen, **top)
   except ValueError as e:
     raise ValueError(f"config field {field}.{e}") from None
+
+
+# DFNet's generators live in their own module (it uses `Segments` and `rasterize` above).
+from inpaint_jax.data import dfnet_masks  # noqa: E402, F401  pylint: disable=g-import-not-at-top

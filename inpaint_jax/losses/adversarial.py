@@ -6,11 +6,16 @@ All terms read discriminator outputs from `LossInputs`; logits are
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 
+from inpaint_jax.losses.pixel import abs_l1
 from inpaint_jax.losses.recipe import LossInputs, needs_discriminator
 from inpaint_jax.registry import LOSSES
+
+_DISTANCES = {"mse": jnp.square, "l1": abs_l1}
 
 
 def resize_mask_nearest(mask: jax.Array, height: int, width: int) -> jax.Array:
@@ -75,12 +80,31 @@ def r1_penalty(inputs: LossInputs) -> jax.Array:
 
 @LOSSES.register("feature_matching")
 @needs_discriminator
-def feature_matching(inputs: LossInputs) -> jax.Array:
-  """LaMa's discriminator feature matching: mean over layers of MSE(fake, real)."""
+def feature_matching(inputs: LossInputs, distance: str = "mse",
+                     layers: Sequence[int] | None = None) -> jax.Array:
+  """Discriminator feature matching: mean over layers of distance(feat(fake), feat(real)).
+
+  LaMa: MSE over all the feature maps D returns, no mask. Works with any
+  discriminator that returns a list of feature maps; the real features are
+  detached.
+
+  Args:
+    inputs: the loss inputs.
+    distance: mse | l1 (the per-layer mean of the squared / absolute difference).
+    layers: indices of the feature maps to use (None: all).
+  """
   _, fake_feats = inputs.fake
   _, real_feats = inputs.real
-  per_layer = [jnp.mean(jnp.square(f - jax.lax.stop_gradient(r)))
-               for f, r in zip(fake_feats, real_feats, strict=True)]
+  if len(fake_feats) == 0:
+    raise ValueError("feature_matching: the discriminator returns no feature maps")
+  dist = _DISTANCES.get(distance)
+  if dist is None:
+    raise ValueError(f"feature_matching: distance must be one of {', '.join(_DISTANCES)}, "
+                     f"got {distance!r}")
+  pairs = list(zip(fake_feats, real_feats, strict=True))
+  if layers is not None:
+    pairs = [pairs[int(i)] for i in layers]
+  per_layer = [jnp.mean(dist(f - jax.lax.stop_gradient(r))) for f, r in pairs]
   return jnp.mean(jnp.stack(per_layer))
 
 
@@ -114,3 +138,74 @@ def gradient_penalty(inputs: LossInputs) -> jax.Array:
   grad = jax.grad(lambda x: jnp.sum(inputs.disc(x)[0]))(x_hat)
   norm = jnp.sqrt(jnp.sum(jnp.square(grad), axis=(1, 2, 3)) + 1e-12)
   return jnp.mean(jnp.square(norm - 1.0))
+
+
+@LOSSES.register("hinge_g")
+@needs_discriminator
+def hinge_g(inputs: LossInputs) -> jax.Array:
+  """Hinge GAN generator loss (SN-PatchGAN / DeepFill v2): -mean D(fake)."""
+  return -jnp.mean(inputs.fake[0])
+
+
+@LOSSES.register("hinge_d")
+@needs_discriminator
+def hinge_d(inputs: LossInputs):
+  """Hinge GAN discriminator loss: mean relu(1 - D(real)) + mean relu(1 + D(fake))."""
+  real, fake = inputs.real[0], inputs.fake[0]
+  real_loss = jnp.mean(jax.nn.relu(1.0 - real))
+  fake_loss = jnp.mean(jax.nn.relu(1.0 + fake))
+  return real_loss + fake_loss, {"real": real_loss, "fake": fake_loss}
+
+
+@LOSSES.register("lsgan_g")
+@needs_discriminator
+def lsgan_g(inputs: LossInputs, real_label: float = 1.0) -> jax.Array:
+  """Least-squares GAN generator loss (Mao et al. 2017; DCF): mean (D(fake) - 1)^2."""
+  return jnp.mean(jnp.square(inputs.fake[0] - real_label))
+
+
+@LOSSES.register("lsgan_d")
+@needs_discriminator
+def lsgan_d(inputs: LossInputs, real_label: float = 1.0, fake_label: float = 0.0,
+            clamp_each: float | None = None):
+  """Least-squares GAN discriminator loss: 0.5 * [mean (D(real) - 1)^2 + mean D(fake)^2].
+
+  Args:
+    inputs: the loss inputs.
+    real_label, fake_label: the regression targets.
+    clamp_each: DCF clamps each half at 2 before averaging (None: no clamp).
+  """
+  real_loss = jnp.mean(jnp.square(inputs.real[0] - real_label))
+  fake_loss = jnp.mean(jnp.square(inputs.fake[0] - fake_label))
+  if clamp_each is not None:
+    real_loss = jnp.minimum(real_loss, clamp_each)
+    fake_loss = jnp.minimum(fake_loss, clamp_each)
+  return 0.5 * (real_loss + fake_loss), {"real": real_loss, "fake": fake_loss}
+
+
+@LOSSES.register("bce_g")
+@needs_discriminator
+def bce_g(inputs: LossInputs) -> jax.Array:
+  """Binary cross-entropy with logits, fake labelled real: mean BCE(D(fake), 1).
+
+  Equal to `nonsaturating_g` (BCE(x, 1) = softplus(-x)); registered under the
+  name papers use (EdgeConnect, DeepFill v1 style GANs).
+  """
+  return jnp.mean(sigmoid_bce(inputs.fake[0], 1.0))
+
+
+@LOSSES.register("bce_d")
+@needs_discriminator
+def bce_d(inputs: LossInputs, real_label: float = 1.0):
+  """BCE with logits: mean BCE(D(real), real_label) + mean BCE(D(fake), 0).
+
+  `real_label` < 1 gives one-sided label smoothing.
+  """
+  real_loss = jnp.mean(sigmoid_bce(inputs.real[0], real_label))
+  fake_loss = jnp.mean(sigmoid_bce(inputs.fake[0], 0.0))
+  return real_loss + fake_loss, {"real": real_loss, "fake": fake_loss}
+
+
+def sigmoid_bce(logits: jax.Array, label: float) -> jax.Array:
+  """Elementwise sigmoid cross-entropy: -y log s(x) - (1 - y) log(1 - s(x)), stable."""
+  return label * jax.nn.softplus(-logits) + (1.0 - label) * jax.nn.softplus(logits)

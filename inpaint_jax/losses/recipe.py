@@ -5,11 +5,26 @@ A term is a pure function `fn(inputs: LossInputs, **options) -> scalar` or
 is a mapping `label -> {fn, weight, **options}` (see `config_lib.term`). The
 trainer calls `evaluate` and never knows a loss by name, so a loss variant is a
 config change or a new function of a few lines plus its registration.
+
+Every term accepts the option `output=` (handled here, never by the term): the
+generator output the term reads as `inputs.pred`, e.g. `"pred"` (default),
+`"coarse"`, `"texture"`, `"scales[2]"` (item 2 of the list `outputs["scales"]`)
+or `"composite"` (`mask * pred + (1 - mask) * image`, computed when the
+generator does not return it). When that output is smaller than the image, the
+term sees `image` and `mask` resized to its size with bilinear interpolation
+without anti-aliasing (PyTorch `F.interpolate(..., 'bilinear',
+align_corners=False)`, what DFNet, RFR-Net and DCF do for their multi-scale
+targets), so the mask can take fractional values there.
+
+Every term also accepts `clamp=` (default None): the term's value is replaced
+by min(value, clamp) before weighting, as DCF clamps most of its terms; like
+`torch.clamp`, a clamped term passes no gradient.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -70,12 +85,73 @@ def needs_discriminator(fn: Callable[..., Any]) -> Callable[..., Any]:
   return fn
 
 
+_OUTPUT_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(-?\d+)\])?$")
+
+
+def resize_bilinear(x: jax.Array, height: int, width: int) -> jax.Array:
+  """(N, H, W, C) -> (N, height, width, C), half-pixel centres, no anti-aliasing.
+
+  Matches PyTorch `F.interpolate(x, size, mode='bilinear', align_corners=False)`
+  for downscaling (`jax.image.resize` anti-aliases by default, PyTorch does not).
+  """
+  if x.shape[1:3] == (height, width):
+    return x
+  return jax.image.resize(x, (x.shape[0], height, width, x.shape[3]), "bilinear",
+                          antialias=False)
+
+
+def select_output(inputs: LossInputs, output: str, label: str = "") -> LossInputs:
+  """The inputs a term sees with `output=...`: `pred` is that generator output.
+
+  Args:
+    inputs: the full inputs.
+    output: `name` or `name[i]` (an item of a list output), or `composite`.
+    label: the recipe label, for error messages.
+
+  Returns:
+    A LossInputs whose `pred` is the selected (N, h, w, 3) array and whose
+    `image` / `mask` are resized to (h, w) when it is smaller than the image.
+  """
+  if output == "pred":
+    return inputs
+  where = f"loss term {label!r}: " if label else ""
+  match = _OUTPUT_RE.match(output)
+  if not match:
+    raise ValueError(f"{where}output={output!r} is not `name` or `name[i]`")
+  name, index = match.group(1), match.group(2)
+  outputs = inputs.outputs
+  if name == "composite" and name not in outputs and index is None:
+    value = inputs.mask * inputs.pred + (1.0 - inputs.mask) * inputs.image
+  elif name not in outputs:
+    raise ValueError(f"{where}output={output!r}: the generator returns no {name!r}; it "
+                     f"returns: {', '.join(sorted(outputs))} (and composite)")
+  else:
+    value = outputs[name]
+    if index is not None:
+      if not isinstance(value, list | tuple):
+        raise ValueError(f"{where}output={output!r}: {name!r} is not a list")
+      i = int(index)
+      if not -len(value) <= i < len(value):
+        raise ValueError(f"{where}output={output!r}: {name!r} has {len(value)} items")
+      value = value[i]
+    elif isinstance(value, list | tuple):
+      raise ValueError(f"{where}output={output!r}: {name!r} is a list of {len(value)}; "
+                       f"pick one with {name}[i]")
+  h, w = value.shape[1:3]
+  image, mask = inputs.image, inputs.mask
+  if (h, w) != image.shape[1:3]:
+    image, mask = resize_bilinear(image, h, w), resize_bilinear(mask, h, w)
+  return dataclasses.replace(inputs, image=image, mask=mask,
+                             outputs={**outputs, "pred": value})
+
+
 def evaluate(recipe: Mapping[str, Any], inputs: LossInputs,
              prefix: str = "") -> tuple[jax.Array, dict[str, jax.Array]]:
   """Sums `weight * term` over the recipe.
 
   Args:
-    recipe: label -> {fn, weight, **options}.
+    recipe: label -> {fn, weight, **options}; `output` is read here (see the
+      module docstring), and so is `clamp`; the other options go to the term.
     inputs: the tensors the terms read.
     prefix: prepended to metric names (e.g. "g/").
 
@@ -90,11 +166,16 @@ def evaluate(recipe: Mapping[str, Any], inputs: LossInputs,
     if weight == 0.0:
       continue  # a switched-off term costs nothing (and needs no inputs)
     fn = LOSSES.get(fn_name, field=f"losses.*.{label}.fn")
+    options = dict(options)
+    term_inputs = select_output(inputs, str(options.pop("output", "pred")), label)
+    clamp = options.pop("clamp", None)
     try:
-      out = fn(inputs, **options)
+      out = fn(term_inputs, **options)
     except TypeError as e:
       raise TypeError(f"loss term {label!r} ({fn_name}): bad options {options}: {e}") from e
     value, extra = out if isinstance(out, tuple) else (out, {})
+    if clamp is not None:
+      value = jnp.minimum(value, clamp)
     value = weight * value
     total = total + value
     metrics[prefix + label] = value

@@ -1,7 +1,7 @@
 """Fast Fourier Convolution (FFC) blocks of LaMa, NHWC.
 
-Port of the official `saicinpainting/training/modules/ffc.py` (see
-`shared/research/lama.md` §1.3). Submodule names follow the PyTorch attribute
+Port of the official `saicinpainting/training/modules/ffc.py`; each class
+below states the structure it reproduces. Submodule names follow the PyTorch attribute
 names (`convl2l`, `convg2g.fu.conv_layer`, `bn_l`, ...) so that the converter in
 `inpaint_jax.convert.lama` is a renaming, apart from the spectral path's
 `conv1` Sequential, which is split into `conv1` (1x1 conv) and `bn1` (BN).
@@ -53,8 +53,8 @@ def _per_device(fn, batch: int):
 
   Why: on the CPU backend, XLA can give a batch-sharded FFT operand a
   non-default layout and then fail at run time with
-  `RET_CHECK ... fft_thunk.cc ... IsMonotonicWithDim0Major` (see
-  `shared/research/jax_infra.md` §2.5). FFTs are per example, so running them
+  `RET_CHECK ... fft_thunk.cc ... IsMonotonicWithDim0Major` (seen with jax
+  0.10 on 2+ virtual CPU devices). FFTs are per example, so running them
   per device needs no communication and side-steps the bug on every backend.
   """
   if not _data_parallel_size(batch):

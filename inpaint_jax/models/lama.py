@@ -1,6 +1,6 @@
 """LaMa generator: `FFCResNetGenerator` (`kind: ffc_resnet`), NHWC.
 
-Structure (`shared/research/lama.md` §1.2), for n_downsampling = d:
+Structure (as the official `FFCResNetGenerator`), for n_downsampling = d:
 
   reflect pad 3 -> `init` FFC_BN_ACT 7x7 (all local)
   -> `down_0` .. `down_{d-1}` FFC_BN_ACT 3x3 stride 2 (the last one splits the

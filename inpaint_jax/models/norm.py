@@ -76,7 +76,8 @@ class BatchNorm(nn.Module):
     epsilon: added to the variance.
     use_scale: learn a per-channel scale (PyTorch `affine`).
     use_bias: learn a per-channel bias.
-    dtype: output dtype (None: the input dtype). Statistics are always float32.
+    dtype: output dtype (None: the input dtype). Statistics are computed in float32
+      (float64 for float64 inputs, e.g. in float64 reference tests).
     param_dtype: dtype of params and running stats.
     axis_name: only for use inside `shard_map`/`pmap`: the mapped axis to
       average batch statistics over.
@@ -106,7 +107,8 @@ class BatchNorm(nn.Module):
     ra_var = self.variable("batch_stats", "var",
                            lambda: jnp.ones((c,), self.param_dtype))
     out_dtype = self.dtype or x.dtype
-    xf = x.astype(jnp.float32)
+    stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
+    xf = x.astype(stat_dtype)
     # Frozen BN: train mode but statistics not updatable -> running statistics.
     use_batch = train and self.is_mutable_collection("batch_stats")
     if use_batch:
@@ -142,11 +144,22 @@ class BatchNorm(nn.Module):
             jnp.mean(unbiased, axis=stat_axes)).astype(self.param_dtype))
       y = ((xg - mean) * jax.lax.rsqrt(var + self.epsilon)).reshape(x.shape)
     else:
-      mean = ra_mean.value.astype(jnp.float32)
-      var = ra_var.value.astype(jnp.float32)
+      mean = ra_mean.value.astype(stat_dtype)
+      var = ra_var.value.astype(stat_dtype)
       y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon)
     if self.use_scale:
-      y = y * self.param("scale", nn.initializers.ones, (c,), self.param_dtype).astype(jnp.float32)
+      y = y * self.param("scale", nn.initializers.ones, (c,), self.param_dtype).astype(stat_dtype)
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (c,), self.param_dtype).astype(jnp.float32)
+      y = y + self.param("bias", nn.initializers.zeros, (c,), self.param_dtype).astype(stat_dtype)
     return y.astype(out_dtype)
+
+
+def instance_norm(x: Array, epsilon: float = 1e-5) -> Array:
+  """PyTorch `nn.InstanceNorm2d` defaults (no affine, no running stats), NHWC.
+
+  Normalises each example's channels over H and W with the biased variance.
+  """
+  xf = x.astype(jnp.float32)
+  mean = jnp.mean(xf, axis=(1, 2), keepdims=True)
+  var = jnp.mean(jnp.square(xf - mean), axis=(1, 2), keepdims=True)
+  return ((xf - mean) * jax.lax.rsqrt(var + epsilon)).astype(x.dtype)
