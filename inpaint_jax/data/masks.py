@@ -753,10 +753,15 @@ def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerato
   gen = factory()
   scale = cfg.pop("scale", 1.0)
   if not isinstance(gen, MixedMaskGenerator):
-    if cfg or scale != 1.0:
-      raise ValueError(f"config fields {', '.join(f'{field}.{k}' for k in sorted(cfg))}: "
+    # Other generators may offer `scaled(scale)` (e.g. `study_mixed`), nothing else.
+    if cfg or (scale != 1.0 and not hasattr(gen, "scaled")):
+      keys = sorted(cfg) if cfg else ["scale"]
+      raise ValueError(f"config fields {', '.join(f'{field}.{k}' for k in keys)}: "
                        "this kind takes no overrides")
-    return gen
+    try:
+      return gen.scaled(float(scale)) if scale != 1.0 else gen
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"config field {field}.scale: {e}") from None
 
   try:
     gen = scaled(gen, float(scale))
@@ -801,3 +806,7 @@ def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerato
     return dataclasses.replace(gen, **top)
   except ValueError as e:
     raise ValueError(f"config field {field}.{e}") from None
+
+
+# Registers `study_mixed` and `square` (that module needs the names above).
+from inpaint_jax.data import study_masks  # noqa: E402, F401
