@@ -125,6 +125,7 @@ def _update_count(state, net) -> int:
   return counts[0]
 
 
+@pytest.mark.slow
 def test_wgan_critic_is_stepped_five_times_per_generator_step(tmp_path):
   config = lama_study.get_config("wgan,tiny")
   config.total_steps = config.checkpoint_every_steps = 2
@@ -137,6 +138,7 @@ def test_wgan_critic_is_stepped_five_times_per_generator_step(tmp_path):
   assert "g/l1" not in row
 
 
+@pytest.mark.slow
 def test_conv_change_tiny_trains_and_logs_the_study_terms(tmp_path):
   config = lama_study.get_config("conv_change,tiny")
   config.total_steps = config.checkpoint_every_steps = 1
