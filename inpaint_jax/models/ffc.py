@@ -179,7 +179,7 @@ class FFC(nn.Module):
   """Fast Fourier convolution on a (local, global) pair.
 
   out_l = convl2l(x_l) + convg2l(x_g); out_g = convl2g(x_l) + convg2g(x_g).
-  The three spatial convs have no bias; a branch with an empty input or
+  The three spatial convs have no bias (LaMa; see `use_bias`); a branch with an empty input or
   output does not exist (no params).
 
   Attributes:
