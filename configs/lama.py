@@ -25,7 +25,7 @@ weight 30). HRFPL reads the frozen ADE20k ResNet-50-dilated segmentation encoder
 from a local file, `--config.frozen.resnet_pl.path` (default below; nothing is
 downloaded): `ade20k-resnet50dilated-ppm_deepsup/encoder_epoch_20.pth` from
 http://sceneparsing.csail.mit.edu/model/pytorch/, or a directory made from it by
-`python -m inpaint_jax.convert.backbones ade20k_resnet50`. `demo` and `tiny` keep HRFPL off
+`python -m inpaint_jax.convert ade20k_resnet50`. `demo` and `tiny` keep HRFPL off
 (they run without any weights file); `--mode=summary` never reads weights.
 """
 
@@ -80,6 +80,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.log_every_steps = 100
   c.image_every_steps = 2_500
+  # A model directory (`python -m inpaint_jax.convert`) to start from: its generator and
+  # discriminator weights, fresh optimiser states. Ignored when the workdir has a checkpoint.
+  c.init_from = ""
 
   c.data = ml_collections.ConfigDict(dict(
       source="embedded",     # embedded | folder | tfds

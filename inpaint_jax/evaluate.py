@@ -19,7 +19,7 @@ Output: FILE.json with the means (`psnr`, `ssim`, `l1`, `lpips`, `fid`), `n_imag
 per hole-area bin values under `bins` (with --masks), and per-image values; next to it
 FILE.md (the table) and FILE.png (the report picture). LPIPS and FID need converted
 weights (`--lpips-weights`, `--inception-weights`, written by `python -m
-inpaint_jax.convert.metric_nets`); without them they are `null` and listed under `unavailable`.
+inpaint_jax.convert`); without them they are `null` and listed under `unavailable`.
 """
 
 from __future__ import annotations
@@ -210,9 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--baseline", help=f"fill the masks with one of {', '.join(baselines.BASELINES)}"
                  " instead of reading --predictions")
   p.add_argument("--lpips-weights", help="converted LPIPS weights (python -m "
-                 "inpaint_jax.convert.metric_nets lpips)")
+                 "inpaint_jax.convert lpips)")
   p.add_argument("--inception-weights", help="converted FID Inception weights (python -m "
-                 "inpaint_jax.convert.metric_nets inception)")
+                 "inpaint_jax.convert inception)")
   p.add_argument("--ssim-mode", default="skimage", choices=("skimage", "lama"))
   p.add_argument("--batch-size", type=int, default=16)
   args = p.parse_args(argv)

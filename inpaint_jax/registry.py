@@ -65,3 +65,6 @@ AUGMENTATIONS = Registry("augmentation")
 BACKBONES = Registry("backbone")
 # PyTorch checkpoint -> model directory, for `python -m inpaint_jax.convert NAME`.
 CONVERTERS = Registry("converter")
+# How each generator runs at inference (`python -m inpaint_jax.inpaint`, export), keyed by
+# `generator.name`: `build(config) -> inference.Adapter`, see `inpaint_jax.adapters`.
+INPAINTERS = Registry("inference adapter")

@@ -44,7 +44,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from inpaint_jax import errors, losses, sharding
+from inpaint_jax import errors, losses, model_dir, sharding
 from inpaint_jax import frozen as frozen_lib
 from inpaint_jax import system as system_lib
 from inpaint_jax.checkpoint import Checkpointer
@@ -549,6 +549,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # ---- Resume. ----
     ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
     latest = ckpt.latest_step()
+    if latest is None and config.get("init_from"):
+      state = jax.device_put(model_dir.init_from(system, state, config.init_from), repl)
+      logging.info("Initialised the networks from %s.", config.init_from)
     if latest is not None:
       state, meta = ckpt.restore(latest, state)
       logging.info("Resumed from %s at step %d (data position %s).", ckpt.directory, latest,

@@ -10,6 +10,7 @@ import pytest
 
 from inpaint_jax import frozen, losses
 from inpaint_jax.config_lib import term
+from inpaint_jax.convert import __main__ as convert_cli
 from inpaint_jax.convert import backbones as convert_backbones
 from inpaint_jax.convert import resnet as convert_resnet
 from inpaint_jax.models import resnet, vgg
@@ -162,6 +163,10 @@ def test_converter_round_trip_and_converted_dir(torch_encoder, tmp_path):
   assert rc == 0 and os.path.isfile(tmp_path / "conv" / "ade20k_resnet50.npz")
   assert convert_backbones.main(["vgg16", "--checkpoint", str(tmp_path / "none.pth"),
                                  "--output", str(tmp_path / "x")]) == 2
+  # The same through the project's one convert command.
+  with pytest.raises(SystemExit) as done:
+    convert_cli.main(["ade20k_resnet50", "--checkpoint", path, "--output", str(tmp_path / "c2")])
+  assert done.value.code == 0 and os.path.isfile(tmp_path / "c2" / "ade20k_resnet50.npz")
   loaded = resnet.load_variables(str(tmp_path / "conv"))
   jax.tree.map(np.testing.assert_array_equal, loaded, variables)
   # The converted weights reproduce the PyTorch features (eval mode).

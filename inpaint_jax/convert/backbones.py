@@ -1,8 +1,8 @@
 r"""Weights of the frozen backbones: the published PyTorch files, or converted `.npz` files.
 
-  python -m inpaint_jax.convert.backbones ade20k_resnet50 \
+  python -m inpaint_jax.convert ade20k_resnet50 \
       --checkpoint encoder_epoch_20.pth --output weights/resnet_pl
-  python -m inpaint_jax.convert.backbones vgg19 --checkpoint vgg19-dcbb9e9d.pth \
+  python -m inpaint_jax.convert vgg19 --checkpoint vgg19-dcbb9e9d.pth \
       --output weights/vgg19
 
 A backbone's config field `path` may name
@@ -42,7 +42,7 @@ def missing_weights(kind: str, path: str, field: str) -> ValueError:
       f"{kind} weights not found at {path or '(empty path)'!r}: this config needs {name} "
       f"(the official code downloads it from {url}); download it and set --config.{field}"
       f".path=/path/to/{os.path.basename(name)} (or a directory made by `python -m "
-      f"inpaint_jax.convert.backbones {kind}`)")
+      f"inpaint_jax.convert {kind}`)")
 
 
 def converted_file(path: str, kind: str) -> str:
@@ -119,7 +119,7 @@ def convert_main(kind: str, argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   if not argv or argv[0] not in PUBLISHED:
-    print(f"usage: python -m inpaint_jax.convert.backbones {{{','.join(PUBLISHED)}}} "
+    print(f"usage: python -m inpaint_jax.convert {{{','.join(PUBLISHED)}}} "
           "--checkpoint PATH --output DIR", file=sys.stderr)
     return 2
   return convert_main(argv[0], argv[1:])

@@ -1,8 +1,8 @@
 r"""Converts the metric networks' published PyTorch weights (read without torch) to `.npz`.
 
-  python -m inpaint_jax.convert.metric_nets lpips --vgg16 vgg16-397923af.pth \
+  python -m inpaint_jax.convert lpips --vgg16 vgg16-397923af.pth \
       --lin lpips/weights/v0.1/vgg.pth --output weights/lpips_vgg.npz
-  python -m inpaint_jax.convert.metric_nets inception \
+  python -m inpaint_jax.convert inception \
       --weights pt_inception-2015-12-05-6726825d.pth --output weights/fid_inception.npz
 
 `lpips` takes torchvision's ImageNet VGG-16 file and the `lpips` wheel's linear layers;

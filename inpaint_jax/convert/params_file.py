@@ -1,6 +1,6 @@
 """Converted network weights on disk: one `.npz` of '/'-joined parameter paths.
 
-Written by the converters (`python -m inpaint_jax.convert.metric_nets ...`), read by the metric
+Written by the converters (`python -m inpaint_jax.convert ...`), read by the metric
 networks. The file holds `__kind__` (e.g. "lpips_vgg_v0.1") so a file made for one
 network is refused by another with a clear message, instead of failing on shapes.
 """
@@ -35,7 +35,7 @@ def load_params(path: str | os.PathLike[str], kind: str, what: str = "weights") 
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise ValueError(f"{what}: {path!r} does not exist; make it with `python -m "
-                     f"inpaint_jax.convert.metric_nets` from the published PyTorch file")
+                     f"inpaint_jax.convert` from the published PyTorch file")
   try:
     with np.load(path, allow_pickle=False) as z:
       flat = {k: z[k] for k in z.files}

@@ -750,8 +750,22 @@ def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerato
     raise ValueError(f"config field {field}.kind is missing; accepted: "
                      f"{', '.join(MASK_GENERATORS.names())}")
   factory: Callable[[], Any] = MASK_GENERATORS.get(cfg.pop("kind"), field=f"{field}.kind")
-  gen = factory()
   scale = cfg.pop("scale", 1.0)
+  if getattr(factory, "accepts_overrides", False):
+    # A generator class configured by its own dataclass fields (e.g. `dfnet_folder`).
+    if scale != 1.0:
+      raise ValueError(f"config field {field}.scale: this kind draws at relative sizes; "
+                       "leave scale at 1")
+    names = [f.name for f in dataclasses.fields(factory)]
+    unknown = sorted(set(cfg) - set(names))
+    if unknown:
+      raise ValueError(f"config fields {', '.join(f'{field}.{k}' for k in unknown)}: unknown; "
+                       f"accepted: kind, {', '.join(names)}")
+    try:
+      return factory(**cfg)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"config field {field}: {e}") from None
+  gen = factory()
   if not isinstance(gen, MixedMaskGenerator):
     # Other generators may offer `scaled(scale)` (e.g. `study_mixed`), nothing else.
     if cfg or (scale != 1.0 and not hasattr(gen, "scaled")):
@@ -808,5 +822,8 @@ def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerato
     raise ValueError(f"config field {field}.{e}") from None
 
 
+# DFNet's generators live in their own module (it uses `Segments` and `rasterize` above).
+from inpaint_jax.data import dfnet_masks  # noqa: E402, F401  pylint: disable=g-import-not-at-top
+
 # Registers `study_mixed` and `square` (that module needs the names above).
-from inpaint_jax.data import study_masks  # noqa: E402, F401
+from inpaint_jax.data import study_masks  # noqa: E402, F401  pylint: disable=g-import-not-at-top

@@ -7,7 +7,7 @@ float64 (`inpaint_jax.metrics.frechet`). The scorer (`inpaint_jax.scoring`) coll
 features batch by batch.
 
 Weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`, converted by
-`convert_from_torch` (or `python -m inpaint_jax.convert.metric_nets inception`) into an `.npz`.
+`convert_from_torch` (or `python -m inpaint_jax.convert inception`) into an `.npz`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ For images x, y in [0, 1] (mapped to [-1, 1] as LaMa's evaluator does):
 
 Weights: the VGG-16 trunk from torchvision's ImageNet file and the linear layers from
 the `lpips` wheel (`lpips/weights/v0.1/vgg.pth`), converted by `convert_from_torch` (or
-`python -m inpaint_jax.convert.metric_nets lpips`) into one `.npz`.
+`python -m inpaint_jax.convert lpips`) into one `.npz`.
 """
 
 from __future__ import annotations

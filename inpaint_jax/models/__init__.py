@@ -1,3 +1,4 @@
 """Model families. Importing this package registers every generator and discriminator."""
 
-from inpaint_jax.models import discriminators, lama, resnet, vgg  # noqa: F401  (registration side effects)
+# Registration side effects.
+from inpaint_jax.models import dfnet, discriminators, lama, resnet, vgg  # noqa: F401

@@ -17,6 +17,18 @@ stride 2: S/2 + 1 (floor), stride 1: S + 1 (256 -> 129, 65, 33, 17, 18, 19).
 (PyTorch `InstanceNorm2d(affine=True)`, no conv bias): BatchNorm couples the examples
 of a batch, which the per-example gradient penalty assumes they are not (Gulrajani et
 al. 2017 take batch normalisation out of the critic for this reason).
+
+`SNPatchGANDiscriminator` (`sn_patchgan`): DeepFill v2's spectral-normalised
+PatchGAN (Yu et al., ICCV 2019), used by the DFNet `sngan` option and meant for
+reuse by other families. Six 5x5 stride-2 convs with bias and TF-"SAME" zero
+padding (1 before, 2 after), widths 64-128-256-256-256-256 (with `ndf` = 64),
+each followed by LeakyReLU 0.2, including the last: as in DeepFill v2 the
+(N, H/64, W/64, 256) map of the last layer is the output, every entry a patch
+score for the hinge loss. Every conv is wrapped in `SpectralNorm` (one power
+iteration per train-mode call, u/v in the `spectral` collection), so unlike the
+DFNet TF2 port's SN-GAN its weights are trainable parameters and its u/v
+advance. Input: the image plus the mask channel (`losses.d_input_mask=True`),
+4 channels; 5,946,816 parameters at ndf 64.
 """
 
 from __future__ import annotations
@@ -26,8 +38,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from inpaint_jax.models.layers import Conv
+from inpaint_jax.models.layers import Conv, same_padding
 from inpaint_jax.models.norm import BatchNorm
+from inpaint_jax.models.spectral_norm import SpectralNorm
 from inpaint_jax.registry import DISCRIMINATORS
 
 Array = jax.Array
@@ -93,3 +106,45 @@ class NLayerDiscriminator(nn.Module):
       feats.append(x)
     logits = conv(self.n_layers + 1, 1, 1)(x)
     return logits, feats
+
+
+@DISCRIMINATORS.register("sn_patchgan")
+class SNPatchGANDiscriminator(nn.Module):
+  """DeepFill v2's SN-PatchGAN discriminator (see the module docstring).
+
+  Attributes:
+    input_nc: input channels (RGB + mask = 4).
+    ndf: width of the first conv; the others are 2, 4, 4, 4, 4 times it.
+    n_layers: number of stride-2 convs (6).
+    dtype: computation dtype (None: promote input and params).
+  """
+
+  input_nc: int = 4
+  ndf: int = 64
+  n_layers: int = 6
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: Array, *, train: bool) -> tuple[Array, list[Array]]:
+    """Scores patches of x.
+
+    Args:
+      x: (N, H, W, input_nc); H and W are best multiples of 2**n_layers.
+      train: run the power iteration and store the new u, v (pass
+        `mutable=['spectral']`); False uses the stored vectors.
+
+    Returns:
+      (scores (N, ceil(H / 2**n_layers), ceil(W / 2**n_layers), 4 * ndf) after the
+      last LeakyReLU, [the output of every layer]).
+    """
+    if x.shape[-1] != self.input_nc:
+      raise ValueError(f"SNPatchGANDiscriminator expects {self.input_nc} channels (image + "
+                       f"mask: set losses.d_input_mask=True), got {x.shape}")
+    pad = same_padding(5, 2)
+    feats = []
+    for i in range(self.n_layers):
+      width = self.ndf * min(2 ** i, 4)
+      conv = Conv(width, 5, strides=2, padding=(pad, pad), dtype=self.dtype)
+      x = nn.leaky_relu(SpectralNorm(conv, name=f"conv_{i}")(x, update_stats=train), 0.2)
+      feats.append(x)
+    return x, feats

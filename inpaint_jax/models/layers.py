@@ -236,3 +236,37 @@ class ConvTranspose(nn.Module):
     if bias is not None:
       y = y + bias
     return y
+
+
+def same_padding(kernel_size: int, stride: int) -> tuple[int, int]:
+  """TF-"SAME" padding of a conv as a fixed (before, after) pair per axis.
+
+  `k - stride` pixels in total, the odd one after: k7 s2 -> (2, 3), k5 s2 -> (1, 2),
+  k3 s2 -> (0, 1), k3 s1 -> (1, 1), k1 s1 -> (0, 0). For inputs divisible by the
+  stride this is exactly XLA's `padding='SAME'`; unlike 'SAME' it does not depend on
+  the input size, which is how PyTorch ports of TF models (e.g. DFNet's
+  `Conv2dSame`) implement it.
+  """
+  total = max(kernel_size - stride, 0)
+  return (total // 2, total - total // 2)
+
+
+def add_coord_channels(x: Array) -> Array:
+  """CoordConv (Liu et al., 2018): appends x and y coordinate channels in [-1, 1].
+
+  Args:
+    x: (N, H, W, C).
+
+  Returns:
+    (N, H, W, C + 2); channel C is the column coordinate (-1 at the left edge, 1 at
+    the right), channel C + 1 the row coordinate (-1 at the top). A size-1 axis
+    gets 0.
+  """
+  n, h, w, _ = x.shape
+
+  def coords(k):
+    return jnp.linspace(-1.0, 1.0, k, dtype=x.dtype) if k > 1 else jnp.zeros((1,), x.dtype)
+
+  xx = jnp.broadcast_to(coords(w)[None, None, :, None], (n, h, w, 1))
+  yy = jnp.broadcast_to(coords(h)[None, :, None, None], (n, h, w, 1))
+  return jnp.concatenate([x, xx, yy], axis=-1)

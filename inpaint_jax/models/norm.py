@@ -152,3 +152,14 @@ class BatchNorm(nn.Module):
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (c,), self.param_dtype).astype(stat_dtype)
     return y.astype(out_dtype)
+
+
+def instance_norm(x: Array, epsilon: float = 1e-5) -> Array:
+  """PyTorch `nn.InstanceNorm2d` defaults (no affine, no running stats), NHWC.
+
+  Normalises each example's channels over H and W with the biased variance.
+  """
+  xf = x.astype(jnp.float32)
+  mean = jnp.mean(xf, axis=(1, 2), keepdims=True)
+  var = jnp.mean(jnp.square(xf - mean), axis=(1, 2), keepdims=True)
+  return ((xf - mean) * jax.lax.rsqrt(var + epsilon)).astype(x.dtype)

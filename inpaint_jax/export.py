@@ -1,0 +1,137 @@
+r"""`python -m inpaint_jax.export`: the eval-mode generator as serialized StableHLO.
+
+  python -m inpaint_jax.export --checkpoint DIR --output lama_512.bin --height 512 --width 512
+  python -m inpaint_jax.export --checkpoint DIR --output g.bin --polymorphic
+
+The file is `jax.export.Exported.serialize()` with the weights inside as constants: it needs
+only JAX to run, no project code and no weight file:
+
+  exported = jax.export.deserialize(open("lama_512.bin", "rb").read())
+  composite = exported.call(image, mask)   # (N, H, W, 3) float32, (N, H, W, 1) 1 = hole
+
+The exported function is the inpaint command's path: the mask is binarised (> 0), image and
+mask are padded bottom/right to the family's size multiple (numpy `symmetric`, inside the
+program), one eval-mode pass, composite `mask * pred + (1 - mask) * image`, crop back. The
+batch size N is always symbolic. `--height/--width` fix the spatial size; `--polymorphic`
+also leaves H and W symbolic (multiples of the size rule), which needs a generator whose
+every op accepts symbolic sizes: jax.export's FFT takes static lengths only, so
+Fourier-convolution models (LaMa) are exported per size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from inpaint_jax import errors
+from inpaint_jax.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message: str) -> None:
+    errors.exit_with(message)
+
+
+def make_parser() -> argparse.ArgumentParser:
+  p = _Parser(prog="python -m inpaint_jax.export", description=__doc__.split("\n\n")[0])
+  p.add_argument("--checkpoint", required=True, help="model directory or training workdir")
+  p.add_argument("--output", required=True, help="where the serialized export goes")
+  p.add_argument("--height", type=int, help="input height (with --width)")
+  p.add_argument("--width", type=int, help="input width (with --height)")
+  p.add_argument("--polymorphic", action="store_true", help="symbolic batch, height and width")
+  p.add_argument("--platforms", default=None,
+                 help="comma-separated lowering platforms, e.g. cpu,cuda (default: this one)")
+  return p
+
+
+def inpaint_function(config, g_model, variables) -> Any:
+  """(image (N, H, W, 3), mask (N, H, W, 1)) -> composite (N, H, W, 3), weights closed over."""
+  from inpaint_jax import adapters  # pylint: disable=g-import-not-at-top
+
+  adapter = adapters.get_adapter(config)
+  m = adapter.size_multiple
+  variables = jax.tree.map(jnp.asarray, variables)
+
+  def fn(image: jax.Array, mask: jax.Array) -> jax.Array:
+    h, w = image.shape[1], image.shape[2]
+    mask = (mask > 0).astype(jnp.float32)
+    image = image.astype(jnp.float32)
+    if isinstance(h, int) and isinstance(w, int):
+      low = -(-adapter.min_size // m) * m
+      ph, pw = max(low, h + (-h) % m) - h, max(low, w + (-w) % m) - w
+    else:
+      ph = pw = 0
+    if ph or pw:
+      pad = ((0, 0), (0, ph), (0, pw), (0, 0))
+      image_p = jnp.pad(image, pad, mode=adapter.pad_mode)
+      mask_p = jnp.pad(mask, pad, mode=adapter.pad_mode)
+    else:
+      image_p, mask_p = image, mask
+    pred = adapter.forward(g_model, variables, image_p, mask_p)
+    out = mask_p * pred + (1.0 - mask_p) * image_p
+    return out[:, :h, :w]
+
+  return fn
+
+
+def export(path: str, out: str, *, height: int | None = None, width: int | None = None,
+           polymorphic: bool = False, platforms: tuple[str, ...] | None = None) -> dict:
+  """Exports and writes `out`; returns a small description (shapes, platforms, bytes)."""
+  from inpaint_jax import adapters, model_dir  # pylint: disable=g-import-not-at-top
+
+  config, g_model, variables = model_dir.load_generator(path)
+  m = adapters.get_adapter(config).size_multiple
+  if polymorphic:
+    spec = f"b, {m}*h, {m}*w"
+  else:
+    spec = f"b, {height}, {width}"
+  dims = jax.export.symbolic_shape(spec)
+  args = (jax.ShapeDtypeStruct((*dims, 3), jnp.float32),
+          jax.ShapeDtypeStruct((*dims, 1), jnp.float32))
+  fn = jax.jit(inpaint_function(config, g_model, variables))
+  try:
+    exported = jax.export.export(fn, platforms=platforms)(*args)
+  except Exception as e:  # pylint: disable=broad-except
+    if not polymorphic:
+      raise
+    # Static FFT lengths ('_DimExpr' cannot be an integer), or a size check the model makes
+    # on its feature maps ('h' <= '1' is inconclusive).
+    reason = errors.clean_message(str(e).split("\n")[0])[:160]
+    raise UserError(
+        f"--polymorphic: generator {config.generator.name!r} cannot take symbolic H and W "
+        f"({type(e).__name__}: {reason}; jax.export needs static FFT lengths); accepted: "
+        f"--height H --width W (the batch stays symbolic)") from e
+  data = exported.serialize()
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out, "wb") as f:
+    f.write(bytes(data))
+  return {"output": out, "input_shapes": [str(a.shape) for a in exported.in_avals],
+          "platforms": list(exported.platforms), "bytes": len(data)}
+
+
+def main(argv: list[str] | None = None) -> None:
+  args = make_parser().parse_args(argv)
+  try:
+    if args.polymorphic and (args.height or args.width):
+      raise UserError("use either --height/--width or --polymorphic, not both")
+    if not args.polymorphic:
+      if not (args.height and args.width):
+        raise UserError("--height and --width are required (or --polymorphic)")
+      if args.height < 1 or args.width < 1:
+        raise UserError(f"--height {args.height} --width {args.width}: must be positive")
+    platforms = tuple(p for p in args.platforms.split(",") if p) if args.platforms else None
+    with errors.as_user_errors():
+      info = export(args.checkpoint, args.output, height=args.height, width=args.width,
+                    polymorphic=args.polymorphic, platforms=platforms)
+  except UserError as e:
+    errors.exit_with(str(e))
+  print(json.dumps(info))
+
+
+if __name__ == "__main__":
+  main()
