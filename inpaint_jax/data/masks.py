@@ -822,8 +822,6 @@ def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerato
     raise ValueError(f"config field {field}.{e}") from None
 
 
-# DFNet's generators live in their own module (it uses `Segments` and `rasterize` above).
-from inpaint_jax.data import dfnet_masks  # noqa: E402, F401  pylint: disable=g-import-not-at-top
-
-# Registers `study_mixed` and `square` (that module needs the names above).
-from inpaint_jax.data import study_masks  # noqa: E402, F401  pylint: disable=g-import-not-at-top
+# DFNet's generators and the LaMa study's (`study_mixed`, `square`) live in their own
+# modules (they use `Segments` and `rasterize` above).
+from inpaint_jax.data import dfnet_masks, study_masks  # noqa: E402, F401  pylint: disable=g-import-not-at-top
