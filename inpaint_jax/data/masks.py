@@ -767,10 +767,15 @@ def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerato
       raise ValueError(f"config field {field}: {e}") from None
   gen = factory()
   if not isinstance(gen, MixedMaskGenerator):
-    if cfg or scale != 1.0:
-      raise ValueError(f"config fields {', '.join(f'{field}.{k}' for k in sorted(cfg))}: "
+    # Other generators may offer `scaled(scale)` (e.g. `study_mixed`), nothing else.
+    if cfg or (scale != 1.0 and not hasattr(gen, "scaled")):
+      keys = sorted(cfg) if cfg else ["scale"]
+      raise ValueError(f"config fields {', '.join(f'{field}.{k}' for k in keys)}: "
                        "this kind takes no overrides")
-    return gen
+    try:
+      return gen.scaled(float(scale)) if scale != 1.0 else gen
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"config field {field}.scale: {e}") from None
 
   try:
     gen = scaled(gen, float(scale))
@@ -817,5 +822,6 @@ def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerato
     raise ValueError(f"config field {field}.{e}") from None
 
 
-# DFNet's generators live in their own module (it uses `Segments` and `rasterize` above).
-from inpaint_jax.data import dfnet_masks  # noqa: E402, F401  pylint: disable=g-import-not-at-top
+# DFNet's generators and the LaMa study's (`study_mixed`, `square`) live in their own
+# modules (they use `Segments` and `rasterize` above).
+from inpaint_jax.data import dfnet_masks, study_masks  # noqa: E402, F401  pylint: disable=g-import-not-at-top

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from inpaint_jax.losses.pixel import abs_l1
-from inpaint_jax.losses.recipe import LossInputs, needs_discriminator
+from inpaint_jax.losses.recipe import LossInputs, needs_discriminator, resize_bilinear
 from inpaint_jax.registry import LOSSES
 
 _DISTANCES = {"mse": jnp.square, "l1": abs_l1}
@@ -37,30 +37,54 @@ def resize_mask_nearest(mask: jax.Array, height: int, width: int) -> jax.Array:
   return mask[:, rows][:, :, cols]
 
 
+def _logit_mask(mask: jax.Array, logits: jax.Array, mask_resize: str, term: str) -> jax.Array:
+  """The mask resized to the logit map: `nearest` (LaMa) or `bilinear` (half-pixel)."""
+  h, w = logits.shape[1:3]
+  if mask_resize == "nearest":
+    return resize_mask_nearest(mask, h, w)
+  if mask_resize == "bilinear":
+    return resize_bilinear(mask, h, w)
+  raise ValueError(f"{term}: mask_resize must be nearest or bilinear, got {mask_resize!r}")
+
+
 @LOSSES.register("nonsaturating_g")
 @needs_discriminator
-def nonsaturating_g(inputs: LossInputs) -> jax.Array:
-  """Generator side of the non-saturating GAN: mean softplus(-D(fake))."""
+def nonsaturating_g(inputs: LossInputs, region: str = "all",
+                    mask_resize: str = "nearest") -> jax.Array:
+  """Generator side of the non-saturating GAN: mean softplus(-D(fake)).
+
+  Args:
+    inputs: the loss inputs.
+    region: all (LaMa) | hole: weight each logit with the mask resized to the
+      logit map (a mean over all logits, so the known area counts as zero).
+    mask_resize: how the mask is resized for `region="hole"`: nearest | bilinear.
+  """
   logits, _ = inputs.fake
-  return jnp.mean(jax.nn.softplus(-logits))
+  loss = jax.nn.softplus(-logits)
+  if region == "hole":
+    loss = loss * _logit_mask(inputs.mask, logits, mask_resize, "nonsaturating_g")
+  elif region != "all":
+    raise ValueError(f"nonsaturating_g: region must be all or hole, got {region!r}")
+  return jnp.mean(loss)
 
 
 @LOSSES.register("nonsaturating_d")
 @needs_discriminator
-def nonsaturating_d(inputs: LossInputs, mask_as_fake_target: bool = True):
+def nonsaturating_d(inputs: LossInputs, mask_as_fake_target: bool = True,
+                    mask_resize: str = "nearest"):
   """Discriminator side, as LaMa's `NonSaturatingWithR1.discriminator_loss`.
 
   mean(softplus(-D(real))) + mean(m * softplus(D(fake)) + (1 - m) * softplus(-D(fake))),
   where m is the mask resized (nearest) to the logit map, so the known area of
   the fake image is labelled real when `mask_as_fake_target`. Otherwise the
-  whole fake image is labelled fake.
+  whole fake image is labelled fake. `mask_resize`: nearest (LaMa) | bilinear.
   """
   real_logits, _ = inputs.real
   fake_logits, _ = inputs.fake
   real_loss = jax.nn.softplus(-real_logits)
   fake_loss = jax.nn.softplus(fake_logits)
   if mask_as_fake_target:
-    m = resize_mask_nearest(inputs.mask, *fake_logits.shape[1:3])
+    m = _logit_mask(inputs.mask, fake_logits, mask_resize, "nonsaturating_d")
     fake_loss = m * fake_loss + (1.0 - m) * jax.nn.softplus(-fake_logits)
   return jnp.mean(real_loss) + jnp.mean(fake_loss), {
       "real_logit": jnp.mean(real_logits), "fake_logit": jnp.mean(fake_logits)}

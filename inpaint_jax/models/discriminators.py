@@ -13,6 +13,11 @@ stage n is `conv_n` (+ `bn_n` for 1 <= n <= L), matching the official
 All convs have a bias and zero padding 2. Output size per stage at input S:
 stride 2: S/2 + 1 (floor), stride 1: S + 1 (256 -> 129, 65, 33, 17, 18, 19).
 
+`norm="instance", use_bias=False` gives the WGAN-GP critic of a student study of LaMa
+(PyTorch `InstanceNorm2d(affine=True)`, no conv bias): BatchNorm couples the examples
+of a batch, which the per-example gradient penalty assumes they are not (Gulrajani et
+al. 2017 take batch normalisation out of the critic for this reason).
+
 `SNPatchGANDiscriminator` (`sn_patchgan`): DeepFill v2's spectral-normalised
 PatchGAN (Yu et al., ICCV 2019), used by the DFNet `sngan` option and meant for
 reuse by other families. Six 5x5 stride-2 convs with bias and TF-"SAME" zero
@@ -51,12 +56,17 @@ class NLayerDiscriminator(nn.Module):
     ndf: width of the first conv.
     n_layers: number of downsampling stages (LaMa: 4).
     dtype: computation dtype (None: promote input and params).
+    norm: "batch" (`bn_{n}`, PyTorch-style BatchNorm) or "instance" (`in_{n}`, per-example
+      and per-channel statistics with a learnt scale and bias, eps 1e-5 as PyTorch).
+    use_bias: bias on every conv.
   """
 
   input_nc: int = 3
   ndf: int = 64
   n_layers: int = 4
   dtype: Any = None
+  norm: str = "batch"
+  use_bias: bool = True
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> tuple[Array, list[Array]]:
@@ -73,9 +83,17 @@ class NLayerDiscriminator(nn.Module):
     """
     if x.shape[-1] != self.input_nc:
       raise ValueError(f"NLayerDiscriminator expects {self.input_nc} channels, got {x.shape}")
+    if self.norm not in ("batch", "instance"):
+      raise ValueError(f"NLayerDiscriminator: norm must be batch or instance, got {self.norm!r}")
 
     def conv(n, features, stride):
-      return Conv(features, 4, strides=stride, padding=2, dtype=self.dtype, name=f"conv_{n}")
+      return Conv(features, 4, strides=stride, padding=2, use_bias=self.use_bias,
+                  dtype=self.dtype, name=f"conv_{n}")
+
+    def norm(n, x):
+      if self.norm == "instance":
+        return nn.InstanceNorm(epsilon=1e-5, dtype=self.dtype, name=f"in_{n}")(x)
+      return BatchNorm(dtype=self.dtype, name=f"bn_{n}")(x, train=train)
 
     feats = []
     x = nn.leaky_relu(conv(0, self.ndf, 2)(x), 0.2)
@@ -84,7 +102,7 @@ class NLayerDiscriminator(nn.Module):
     for n in range(1, self.n_layers + 1):
       nf = min(nf * 2, 512)
       x = conv(n, nf, 2 if n < self.n_layers else 1)(x)
-      x = BatchNorm(dtype=self.dtype, name=f"bn_{n}")(x, train=train)
+      x = norm(n, x)
       x = nn.leaky_relu(x, 0.2)
       feats.append(x)
     logits = conv(self.n_layers + 1, 1, 1)(x)

@@ -93,10 +93,12 @@ class FourierUnit(nn.Module):
     features: F, the output channels.
     dtype: computation dtype of the spectral conv / BN (None: float32 here,
       because the spectrum is float32).
+    use_bias: bias on the spectral conv (LaMa: none).
   """
 
   features: int
   dtype: Any = None
+  use_bias: bool = False
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
@@ -105,7 +107,8 @@ class FourierUnit(nn.Module):
     z = rfft2(x)
     wf = z.shape[2]
     f = jnp.stack([z.real, z.imag], axis=-1).reshape(n, h, wf, 2 * c)
-    f = Conv(2 * self.features, 1, use_bias=False, dtype=self.dtype, name="conv_layer")(f)
+    f = Conv(2 * self.features, 1, use_bias=self.use_bias, dtype=self.dtype,
+             name="conv_layer")(f)
     f = BatchNorm(dtype=self.dtype, name="bn")(f, train=train)
     f = nn.relu(f).astype(jnp.float32).reshape(n, h, wf, self.features, 2)
     y = irfft2(jax.lax.complex(f[..., 0], f[..., 1]), (h, w))
@@ -124,12 +127,14 @@ class SpectralTransform(nn.Module):
     enable_lfu: add the local Fourier unit term (square maps with an even
       side, and F/2 divisible by 4).
     dtype: computation dtype.
+    use_bias: bias on the 1x1 convs and the spectral conv (LaMa: none).
   """
 
   features: int
   stride: int = 1
   enable_lfu: bool = False
   dtype: Any = None
+  use_bias: bool = False
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
@@ -139,13 +144,14 @@ class SpectralTransform(nn.Module):
     elif self.stride != 1:
       raise ValueError(f"SpectralTransform stride must be 1 or 2, got {self.stride}")
     hidden = self.features // 2
-    x = Conv(hidden, 1, use_bias=False, dtype=self.dtype, name="conv1")(x)
+    x = Conv(hidden, 1, use_bias=self.use_bias, dtype=self.dtype, name="conv1")(x)
     x = nn.relu(BatchNorm(dtype=self.dtype, name="bn1")(x, train=train))
-    out = FourierUnit(hidden, dtype=self.dtype, name="fu")(x, train=train)
+    out = FourierUnit(hidden, dtype=self.dtype, use_bias=self.use_bias, name="fu")(
+        x, train=train)
     y = x + out
     if self.enable_lfu:
       y = y + self._lfu(x, train)
-    return Conv(self.features, 1, use_bias=False, dtype=self.dtype, name="conv2")(y)
+    return Conv(self.features, 1, use_bias=self.use_bias, dtype=self.dtype, name="conv2")(y)
 
   def _lfu(self, x: Array, train: bool) -> Array:
     """Local Fourier unit: quadrants of the first C/4 channels, tiled back."""
@@ -173,7 +179,7 @@ class FFC(nn.Module):
   """Fast Fourier convolution on a (local, global) pair.
 
   out_l = convl2l(x_l) + convg2l(x_g); out_g = convl2g(x_l) + convg2g(x_g).
-  The three spatial convs have no bias; a branch with an empty input or
+  The three spatial convs have no bias (LaMa; see `use_bias`); a branch with an empty input or
   output does not exist (no params).
 
   Attributes:
@@ -187,6 +193,9 @@ class FFC(nn.Module):
     enable_lfu: passed to the spectral path.
     padding_type: 'reflect' or 'zeros'.
     dtype: computation dtype.
+    l2g_spectral: the local-to-global path is a `SpectralTransform` (no LFU)
+      instead of a spatial conv (a variant studied on top of LaMa).
+    use_bias: bias on every conv (LaMa: none).
   """
 
   features: int
@@ -199,6 +208,8 @@ class FFC(nn.Module):
   enable_lfu: bool = False
   padding_type: str = "reflect"
   dtype: Any = None
+  l2g_spectral: bool = False
+  use_bias: bool = False
 
   @nn.compact
   def __call__(self, x: Array | Pair, *, train: bool) -> Pair:
@@ -214,7 +225,7 @@ class FFC(nn.Module):
     def spatial(name, features):
       return Conv(features, self.kernel_size, strides=self.stride, padding=self.padding,
                   padding_mode=self.padding_type, kernel_dilation=self.dilation,
-                  use_bias=False, dtype=self.dtype, name=name)
+                  use_bias=self.use_bias, dtype=self.dtype, name=name)
 
     def add(a, b):
       return b if a is None else (a if b is None else a + b)
@@ -227,10 +238,15 @@ class FFC(nn.Module):
         out_l = add(out_l, spatial("convg2l", out_cl)(x_g))
     if self.ratio_gout != 0:
       if in_cl and out_cg:
-        out_g = spatial("convl2g", out_cg)(x_l)
+        if self.l2g_spectral:
+          out_g = SpectralTransform(out_cg, stride=self.stride, dtype=self.dtype,
+                                    use_bias=self.use_bias, name="convl2g")(x_l, train=train)
+        else:
+          out_g = spatial("convl2g", out_cg)(x_l)
       if in_cg and out_cg:
         out_g = add(out_g, SpectralTransform(out_cg, stride=self.stride,
                                              enable_lfu=self.enable_lfu, dtype=self.dtype,
+                                             use_bias=self.use_bias,
                                              name="convg2g")(x_g, train=train))
     return out_l, out_g
 
@@ -255,6 +271,8 @@ class FFC_BN_ACT(nn.Module):
   enable_lfu: bool = False
   padding_type: str = "reflect"
   dtype: Any = None
+  l2g_spectral: bool = False
+  use_bias: bool = False
 
   @nn.compact
   def __call__(self, x: Array | Pair, *, train: bool) -> Pair:
@@ -262,7 +280,8 @@ class FFC_BN_ACT(nn.Module):
     x_l, x_g = FFC(self.features, self.kernel_size, self.ratio_gin, self.ratio_gout,
                    stride=self.stride, padding=self.padding, dilation=self.dilation,
                    enable_lfu=self.enable_lfu, padding_type=self.padding_type,
-                   dtype=self.dtype, name="ffc")(x, train=train)
+                   dtype=self.dtype, l2g_spectral=self.l2g_spectral,
+                   use_bias=self.use_bias, name="ffc")(x, train=train)
     if x_l is not None:
       x_l = nn.relu(BatchNorm(dtype=self.dtype, name="bn_l")(x_l, train=train))
     if x_g is not None:
@@ -283,6 +302,10 @@ class FFCResnetBlock(nn.Module):
     enable_lfu: passed to the spectral paths.
     padding_type: 'reflect' or 'zeros'.
     dtype: computation dtype.
+    l2g_spectral: see `FFC`.
+    use_bias: see `FFC`.
+    share_weights: one layer `conv1` (its BNs included) applied twice instead of
+      `conv1` then `conv2` (a variant studied on top of LaMa).
   """
 
   dim: int
@@ -292,16 +315,25 @@ class FFCResnetBlock(nn.Module):
   enable_lfu: bool = False
   padding_type: str = "reflect"
   dtype: Any = None
+  l2g_spectral: bool = False
+  use_bias: bool = False
+  share_weights: bool = False
 
   @nn.compact
   def __call__(self, x: Array | Pair, *, train: bool) -> Pair:
     """(local, global) pair -> pair of the same shapes."""
     x_l, x_g = x if isinstance(x, tuple) else (x, None)
     y = (x_l, x_g)
-    for name in ("conv1", "conv2"):
-      y = FFC_BN_ACT(self.dim, 3, self.ratio_gin, self.ratio_gout, padding=self.dilation,
-                     dilation=self.dilation, enable_lfu=self.enable_lfu,
-                     padding_type=self.padding_type, dtype=self.dtype, name=name)(y, train=train)
+
+    def layer(name):
+      return FFC_BN_ACT(self.dim, 3, self.ratio_gin, self.ratio_gout, padding=self.dilation,
+                        dilation=self.dilation, enable_lfu=self.enable_lfu,
+                        padding_type=self.padding_type, dtype=self.dtype,
+                        l2g_spectral=self.l2g_spectral, use_bias=self.use_bias, name=name)
+
+    layers = [layer("conv1")] * 2 if self.share_weights else [layer("conv1"), layer("conv2")]
+    for f in layers:
+      y = f(y, train=train)
     y_l, y_g = y
     out_l = None if x_l is None else x_l + y_l
     out_g = None if x_g is None else x_g + y_g

@@ -49,6 +49,16 @@ class FFCResNetGenerator(nn.Module):
     max_features: cap on any layer's width.
     dtype: computation dtype (None: float32). FFTs always run in float32 and
       the output is float32.
+    l2g_spectral: in the residual blocks, the local-to-global 3x3 conv is replaced by
+      a spectral transform (local C_l -> global C_g through the frequency domain).
+    share_block_weights: each residual block applies one FFC layer twice (shared
+      weights and BatchNorms) instead of two distinct layers.
+    use_bias: bias on the encoder and FFC convs (LaMa: none there; the ConvTransposes
+      and the output conv always have one).
+
+  The last three default to LaMa; a student re-implementation of LaMa ran with
+  `ratio_g=0.6, share_block_weights=True, use_bias=True` (and `l2g_spectral=True` for
+  its spectral-convolution experiment), see `configs/lama_study.py`.
   """
 
   input_nc: int = 4
@@ -60,6 +70,9 @@ class FFCResNetGenerator(nn.Module):
   enable_lfu: bool = False
   max_features: int = 1024
   dtype: Any = None
+  l2g_spectral: bool = False
+  share_block_weights: bool = False
+  use_bias: bool = False
 
   @nn.compact
   def __call__(self, image: Array, mask: Array, *, train: bool) -> dict[str, Array]:
@@ -101,16 +114,19 @@ class FFCResNetGenerator(nn.Module):
     mf, ngf, d = self.max_features, self.ngf, self.n_downsampling
     x = pad2d(x, 3, "reflect")
     y = FFC_BN_ACT(min(mf, ngf), 7, 0.0, 0.0, padding=0, dtype=self.dtype,
-                   name="init")(x, train=train)
+                   use_bias=self.use_bias, name="init")(x, train=train)
     for i in range(d):
       ratio_gout = self.ratio_g if i == d - 1 else 0.0
       y = FFC_BN_ACT(min(mf, ngf * 2 ** (i + 1)), 3, 0.0, ratio_gout, stride=2, padding=1,
-                     padding_type="reflect", dtype=self.dtype, name=f"down_{i}")(y, train=train)
+                     padding_type="reflect", dtype=self.dtype, use_bias=self.use_bias,
+                     name=f"down_{i}")(y, train=train)
     self._sow_pair("after_encoder", y)
     dim = min(mf, ngf * 2 ** d)
     for i in range(self.n_blocks):
       y = FFCResnetBlock(dim, self.ratio_g, self.ratio_g, enable_lfu=self.enable_lfu,
                          padding_type="reflect", dtype=self.dtype,
+                         l2g_spectral=self.l2g_spectral, use_bias=self.use_bias,
+                         share_weights=self.share_block_weights,
                          name=f"block_{i}")(y, train=train)
       self._sow_pair(f"after_block{i + 1}", y)
     x = jnp.concatenate([a for a in y if a is not None], axis=-1)
