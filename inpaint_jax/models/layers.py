@@ -251,9 +251,12 @@ def _conv_valid(x: Array, kernel: Array, strides: tuple[int, int],
     taps = kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
     z = _matmul(x.reshape(-1, cin), taps).reshape(n, h, w, kh, kw, cout)
     return _shifted_sum(z, (ho, wo), (dh, dw))
-  patch_bytes = n * ho * wo * kh * kw * cin * x.dtype.itemsize
-  if (patch_grads or (sh, sw) != (1, 1) or ho * wo >= _PATCH_GRAD_MIN_PIXELS) and (
-      patch_bytes <= _PATCH_GRAD_MAX_BYTES):
+  # A symbolic batch size (`jax.export` with a polymorphic batch) cannot be compared
+  # with the memory bound; such exports are inference-only, so the gradient form does
+  # not matter there.
+  concrete = isinstance(n, int)
+  if concrete and (patch_grads or (sh, sw) != (1, 1) or ho * wo >= _PATCH_GRAD_MIN_PIXELS) and (
+      n * ho * wo * kh * kw * cin * x.dtype.itemsize <= _PATCH_GRAD_MAX_BYTES):
     return _conv_patch_grads(x, kernel, (sh, sw), (dh, dw))
   return lax.conv_general_dilated(x, kernel, window_strides=strides, padding="VALID",
                                   rhs_dilation=dilation,
