@@ -132,9 +132,20 @@ class DFNetFreeFormMasks:
     return np.stack([self.sample(rng, height, width) for _ in range(n)]) if n else \
         np.zeros((0, height, width), np.float32)
 
-  def sample_many(self, rngs, height: int, width: int) -> np.ndarray:
-    return np.stack([self.sample(r, height, width) for r in rngs]) if len(rngs) else \
-        np.zeros((0, height, width), np.float32)
+  def sample_many(self, rngs, height: int, width: int, *,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """(len(rngs), H, W) float32, mask i from rngs[i]; written into `out` when given."""
+    return _stack_into([self.sample(r, height, width) for r in rngs], height, width, out)
+
+
+def _stack_into(masks: list[np.ndarray], height: int, width: int,
+                out: np.ndarray | None) -> np.ndarray:
+  """Stacks (H, W) masks into `out` (n, H, W) float32, or a new array."""
+  if out is None:
+    out = np.empty((len(masks), height, width), np.float32)
+  for i, m in enumerate(masks):
+    out[i] = m
+  return out
 
 
 @functools.lru_cache(maxsize=4096)
@@ -200,8 +211,10 @@ class DFNetFolderMasks:
                    width: int) -> np.ndarray:
     return np.stack([self.sample(rng, height, width) for _ in range(n)])
 
-  def sample_many(self, rngs, height: int, width: int) -> np.ndarray:
-    return np.stack([self.sample(r, height, width) for r in rngs])
+  def sample_many(self, rngs, height: int, width: int, *,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """(len(rngs), H, W) float32, mask i from rngs[i]; written into `out` when given."""
+    return _stack_into([self.sample(r, height, width) for r in rngs], height, width, out)
 
 
 MASK_GENERATORS.register("dfnet_free_form")(DFNetFreeFormMasks)
