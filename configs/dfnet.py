@@ -43,7 +43,7 @@ Adam 2e-4 with the same step decay for D), and training BatchNorm over the whole
 import ml_collections
 from ml_collections import config_dict
 
-from inpaint_jax.config_lib import parse_arg, term
+from inpaint_jax.config_lib import parse_arg, set_run_length, term
 from inpaint_jax.optim import optim_group
 
 VARIANTS = ("places2", "celeba", "sngan", "coordconv", "demo", "tiny")
@@ -141,12 +141,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.generator.coord_conv = True
 
   if small:
-    c.batch_size = 4
-    c.total_steps = 300
-    c.checkpoint_every_steps = 150
-    c.log_every_steps = 25
-    c.image_every_steps = 100
-    c.data.image_size = 64
+    set_run_length(c, "demo", total_steps=300, checkpoint_every_steps=150)
     c.generator.en_ksize = (7, 5, 5, 3, 3, 3)
     c.generator.de_ksize = (3,) * 6
     c.generator.blend_layers = (0, 1, 2, 3)
@@ -155,11 +150,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optim.g.lr = 1e-3
     c.optim.g.decay_every = 200
   if a.variant == "tiny":
-    c.total_steps = 4
-    c.checkpoint_every_steps = 2
-    c.log_every_steps = 1
-    c.image_every_steps = 2
-    c.data.image_size = 32
+    set_run_length(c, "tiny")
     c.generator.en_ksize = (7, 5, 5, 3, 3)
     c.generator.de_ksize = (3,) * 5
     c.generator.blend_layers = (0, 1, 2)

@@ -33,7 +33,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from inpaint_jax import eval_mode
-from inpaint_jax.config_lib import parse_arg, term
+from inpaint_jax.config_lib import parse_arg, set_run_length, term
 from inpaint_jax.losses.perceptual import LAMA_VGG19
 from inpaint_jax.optim import optim_group
 
@@ -169,12 +169,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.batch_size = 120
     c.batchnorm.group_size = 15
   elif a.variant in ("demo", "tiny"):
-    c.batch_size = 4
-    c.total_steps = 500
-    c.checkpoint_every_steps = 250
-    c.log_every_steps = 25
-    c.image_every_steps = 100
-    c.data.image_size = 64
+    set_run_length(c, "demo")
     c.masks.scale = 0.25  # the 256-px mask recipe scaled to 64 px
     c.batchnorm.group_size = 0  # the whole (small) batch
     c.generator.ngf = 16
@@ -194,11 +189,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       del c.losses.generator["hrfpl"]
       del c.frozen["resnet_pl"]
   if a.variant == "tiny":
-    c.total_steps = 4
-    c.checkpoint_every_steps = 2
-    c.log_every_steps = 1
-    c.image_every_steps = 2
-    c.data.image_size = 32
+    set_run_length(c, "tiny")
     c.masks.scale = 0.125
     c.generator.ngf = 8
     c.generator.n_blocks = 1

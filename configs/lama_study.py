@@ -43,7 +43,7 @@ Run:
 import ml_collections
 
 from inpaint_jax import eval_mode
-from inpaint_jax.config_lib import parse_arg, term
+from inpaint_jax.config_lib import parse_arg, set_run_length, term
 from inpaint_jax.optim import optim_group
 
 VARIANTS = ("baseline", "conv_change", "wgan")
@@ -169,12 +169,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if a.demo or a.tiny:
     c.data.source = "embedded"
     c.data.augment = "flip"
-    c.batch_size = 4
-    c.total_steps = 500
-    c.checkpoint_every_steps = 250
-    c.log_every_steps = 25
-    c.image_every_steps = 100
-    c.data.image_size = 64
+    set_run_length(c, "demo")
     c.masks.scale = 0.25  # the 256 px shapes at 64 px
     c.generator.ngf = 16
     c.generator.n_blocks = 3
@@ -187,11 +182,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           del c.losses.generator[name]
       c.frozen = ml_collections.ConfigDict()
   if a.tiny:
-    c.total_steps = 4
-    c.checkpoint_every_steps = 2
-    c.log_every_steps = 1
-    c.image_every_steps = 2
-    c.data.image_size = 32
+    set_run_length(c, "tiny")
     c.masks.scale = 0.125
     c.generator.ngf = 8
     c.generator.n_blocks = 1

@@ -66,6 +66,32 @@ def term(fn: str, weight: float, **options: Any) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(fn=fn, weight=float(weight), **options))
 
 
+# Run lengths of the small variants every family offers: `demo` trains for a few CPU
+# minutes at 64 px (the quick start), `tiny` runs 4 steps at 32 px (the tests).
+RUN_LENGTHS = {
+    "demo": dict(batch_size=4, total_steps=500, checkpoint_every_steps=250,
+                 log_every_steps=25, image_every_steps=100, image_size=64),
+    "tiny": dict(batch_size=4, total_steps=4, checkpoint_every_steps=2,
+                 log_every_steps=1, image_every_steps=2, image_size=32),
+}
+
+
+def set_run_length(c: ml_collections.ConfigDict, preset: str, **overrides: Any) -> None:
+  """Sets batch size, step counts, periods and image size from `RUN_LENGTHS[preset]`.
+
+  Args:
+    c: the config to change in place (fields `batch_size`, `total_steps`,
+      `checkpoint_every_steps`, `log_every_steps`, `image_every_steps`,
+      `data.image_size`).
+    preset: `demo` or `tiny`.
+    **overrides: values replacing the preset's (e.g. `total_steps=300`).
+  """
+  values = {**RUN_LENGTHS[preset], **overrides}
+  c.data.image_size = values.pop("image_size")
+  for key, value in values.items():
+    setattr(c, key, value)
+
+
 def recipe_items(recipe: Mapping[str, Any]) -> list[tuple[str, str, float, dict[str, Any]]]:
   """Returns the recipe as (label, fn name, weight, options) in a stable order."""
   items = []
