@@ -135,7 +135,7 @@ def feature_matching(inputs: LossInputs, distance: str = "mse",
 @LOSSES.register("wgan_g")
 @needs_discriminator
 def wgan_g(inputs: LossInputs) -> jax.Array:
-  """WGAN generator loss: -mean D(fake)."""
+  """WGAN and hinge-GAN generator loss: -mean D(fake)."""
   return -jnp.mean(inputs.fake[0])
 
 
@@ -164,11 +164,9 @@ def gradient_penalty(inputs: LossInputs) -> jax.Array:
   return jnp.mean(jnp.square(norm - 1.0))
 
 
-@LOSSES.register("hinge_g")
-@needs_discriminator
-def hinge_g(inputs: LossInputs) -> jax.Array:
-  """Hinge GAN generator loss (SN-PatchGAN / DeepFill v2): -mean D(fake)."""
-  return -jnp.mean(inputs.fake[0])
+# The hinge GAN's generator loss (SN-PatchGAN / DeepFill v2) is the WGAN one,
+# -mean D(fake); only the discriminator losses differ.
+LOSSES.register("hinge_g")(wgan_g)
 
 
 @LOSSES.register("hinge_d")

@@ -64,11 +64,13 @@ def unit_channels(f: jax.Array, eps: float = 1e-12) -> jax.Array:
 
 
 def vgg_features(inputs: LossInputs, backbone: str, layers: Sequence[str], normalize: bool,
-                 pooling: str, term: str) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+                 pooling: str, term: str, unit: bool = False,
+                 ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
   """VGG features of pred and image at `layers`: ({name: (N, h, w, C)}, {same}).
 
   The two images go through the network as one batch (VGG has no batch
-  statistics, so this changes nothing but the speed).
+  statistics, so this changes nothing but the speed). With `unit`, every
+  feature vector is L2-normalised per pixel (DCF's perceptual and style terms).
   """
   net = frozen_net(inputs, backbone, term)
   module = net.module.clone(outputs=tuple(layers), imagenet_normalize=False, pooling=pooling)
@@ -76,6 +78,8 @@ def vgg_features(inputs: LossInputs, backbone: str, layers: Sequence[str], norma
   if normalize:
     x = imagenet_normalize(x)
   feats = module.apply(net.variables, x)
+  if unit:
+    feats = {k: unit_channels(v) for k, v in feats.items()}
   n = inputs.pred.shape[0]
   return ({k: v[:n] for k, v in feats.items()},
           {k: jax.lax.stop_gradient(v[n:]) for k, v in feats.items()})
@@ -116,13 +120,11 @@ def vgg_perceptual(inputs: LossInputs, backbone: str = "vgg16",
     (scalar, {layer: its value}).
   """
   dist = distance_fn(distance, "vgg_perceptual")
-  fp, ft = vgg_features(inputs, backbone, layers, imagenet_normalize, pooling, "vgg_perceptual")
+  fp, ft = vgg_features(inputs, backbone, layers, imagenet_normalize, pooling, "vgg_perceptual",
+                        unit=normalize_features)
   per_layer = {}
   for name in layers:
-    a, b = fp[name], ft[name]
-    if normalize_features:
-      a, b = unit_channels(a), unit_channels(b)
-    d = dist(a - b)
+    d = dist(fp[name] - ft[name])
     if region != "all":
       d = d * region_weight(resize_bilinear(inputs.mask, *d.shape[1:3]), region)
     per_layer[name] = jnp.mean(d, axis=(1, 2, 3))  # (N,)

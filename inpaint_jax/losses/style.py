@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from inpaint_jax.losses.perceptual import VGG16_POOL123, distance_fn, unit_channels, vgg_features
+from inpaint_jax.losses.perceptual import VGG16_POOL123, distance_fn, vgg_features
 from inpaint_jax.losses.recipe import LossInputs
 from inpaint_jax.registry import LOSSES
 
@@ -39,11 +39,7 @@ def gram_style(inputs: LossInputs, backbone: str = "vgg16",
     (scalar, {layer: its value}).
   """
   dist = distance_fn(distance, "gram_style")
-  fp, ft = vgg_features(inputs, backbone, layers, imagenet_normalize, pooling, "gram_style")
-  per = {}
-  for name in layers:
-    a, b = fp[name], ft[name]
-    if normalize_features:
-      a, b = unit_channels(a), unit_channels(b)
-    per[name] = jnp.mean(dist(gram(a) - gram(b)))
+  fp, ft = vgg_features(inputs, backbone, layers, imagenet_normalize, pooling, "gram_style",
+                        unit=normalize_features)
+  per = {name: jnp.mean(dist(gram(fp[name]) - gram(ft[name]))) for name in layers}
   return jnp.sum(jnp.stack(list(per.values()))), per
