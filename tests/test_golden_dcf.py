@@ -91,16 +91,20 @@ def test_structure_and_mask_analysis(golden):
   count = lambda t: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(t))
   assert count(variables["params"]) == meta["param_count_generator"] == 125822
   assert count(d_vars["params"]) == meta["param_count_discriminator"] == 11193
+  scales_of = jax.jit(lambda b: dynamic_scales(b, 3, 8, 128, 0.5))
   for case, mask in (("case1", z["io/mask"]), ("case2", z["io2/mask"])):
-    centres, sizes = mask_geometry(nhwc(mask))
+    centres, sizes = jax.jit(mask_geometry)(nhwc(mask))
     np.testing.assert_array_equal(np.asarray(centres), np.float32(meta[case]["centers"]))
     assert [int(s) for s in sizes] == meta[case]["bbox_sizes"]
-    scales, n = dynamic_scales(jnp.max(sizes), 3, 8, 128, 0.5)
+    scales, n = scales_of(jnp.max(sizes))
     assert int(n) == meta[case]["num_stages"]
     assert [int(s) for s in scales] == meta[case]["scales"][:3]
-  # b >= 18: 3 stages, 9..17: 2, <= 8: 1; an empty mask counts min(H, W) // 2.
+  # b >= 18: 3 stages, 9..17: 2, <= 8: 1.
   for b, want in ((18, 3), (17, 2), (9, 2), (8, 1), (3, 1)):
-    assert int(dynamic_scales(jnp.int32(b), 3, 8, 128, 0.5)[1]) == want, b
+    assert int(scales_of(jnp.int32(b))[1]) == want, b
+  # An empty mask counts min(H, W) // 2 and centres on the image.
+  centres, sizes = jax.jit(mask_geometry)(jnp.zeros((1, 40, 24, 1)))
+  assert int(sizes[0]) == 12 and np.asarray(centres).tolist() == [[20.0, 12.0]]
 
 
 def test_eval_outputs_taps_and_scores(golden, eval_run):
@@ -260,16 +264,24 @@ def test_config_recipe_gives_the_official_loss_values(golden, eval_run):
   # The generator outputs in [0, 1]; the recipe maps them back with space="imagenet".
   image01 = np.transpose(z["io/image"], (0, 2, 3, 1)) * np.float32((0.229, 0.224, 0.225)) + \
       np.float32((0.485, 0.456, 0.406))
-  x = losses.LossInputs(image=jnp.asarray(image01), mask=nhwc(z["io/mask"]), outputs=out,
-                        fake=(nhwc(z["disc/eval_fake"]), []), real=(nhwc(z["disc/eval_real"]), []),
-                        step=jnp.int32(0))
-  total, m = losses.evaluate(recipe, x, prefix="g/", total=config.losses.generator_total)
-  weight = {"charbonnier": 1.0, "pixel_fft": 1.0, "boundary": 5.0, "smooth_transition": 3.0,
-            "color_consistency": 1.5, "adv_g": 0.005}
+
+  def run(out, image, mask, fake, real, step):
+    x = losses.LossInputs(image=image, mask=mask, outputs=out, fake=(fake, []), real=(real, []),
+                          step=step)
+    return losses.evaluate(recipe, x, prefix="g/", total=config.losses.generator_total)
+
+  out = {k: out[k] for k in ("pred", "stages", "stage_active")}
+  total, m = jax.jit(run)(out, jnp.asarray(image01), nhwc(z["io/mask"]),
+                          nhwc(z["disc/eval_fake"]), nhwc(z["disc/eval_real"]), jnp.int32(0))
+  weight = {"charbonnier": 1.0, "pixel_fft_spatial": 1.0, "boundary": 5.0,
+            "smooth_transition": 3.0, "color_consistency": 1.5, "adv_g": 0.005}
   # The reference values were computed on the stored outputs; ours differ by <= 2.6e-6.
   for key, w in weight.items():
-    np.testing.assert_allclose(float(m[f"g/{key}"]), w * z[f"loss/{key}"], rtol=2e-4,
+    label = "pixel_fft" if key == "pixel_fft_spatial" else key
+    np.testing.assert_allclose(float(m[f"g/{label}"]), w * z[f"loss/{key}"], rtol=2e-4,
                                err_msg=key)
+  np.testing.assert_allclose(float(m["g/pixel_fft"]) + float(m["g/pixel_fft_freq"]),
+                             z["loss/pixel_fft"], rtol=2e-4)
   prog = sum(float(m[f"g/progressive_{s}"]) for s in range(3))
   np.testing.assert_allclose(prog, 0.2 * z["loss/progressive"], rtol=2e-4)
   np.testing.assert_allclose(float(total), z["loss/total_without_vgg_epoch0"], rtol=2e-4)
