@@ -122,3 +122,14 @@ def discriminator_variables(sd: Mapping[str, Any]) -> tuple[int, Variables]:
                        "bias": _np(sd["model.8.bias"])}
   filters = int(np.shape(sd["model.0.weight_orig"])[0])
   return filters, {"params": params, "spectral": spectral}
+
+
+def generator_fields_from_config(saved: Mapping[str, Any] | None) -> dict[str, Any]:
+  """The weight-less generator fields (`CONFIG_FIELDS`) the checkpoint's config dict sets."""
+  if not isinstance(saved, Mapping):
+    return {}
+  out = {}
+  for key in CONFIG_FIELDS:
+    if key in saved and isinstance(saved[key], int | float) and not isinstance(saved[key], bool):
+      out[key] = saved[key]
+  return out
