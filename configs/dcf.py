@@ -8,7 +8,8 @@ Variants (the text after ':', then optional `key=value` arguments):
             feature coordinates (`quarter_crops=fixed`) and images in [-1, 1]
             (`value_range=symmetric`) so the tanh output can reach the targets.
   demo      a small CPU variant for the quick start (64 px, widths 12..48).
-  tiny      a very small variant for tests (32 px, 4 steps).
+  tiny      a very small variant for tests (32 px, 2 refinement stages, D stepped every
+            iteration with the generator's outputs, so one program compiles; 4 steps).
 Arguments: `vgg19=PATH` (torchvision `vgg19-dcbb9e9d.pth`, a `.npz` or a converted
 directory) switches on the perceptual and style terms in demo / tiny (the published
 variants always have them and need the path to train); `fixed=True` applies the fixes to
@@ -65,8 +66,8 @@ PROGRESSIVE = (0.8, 0.5, 0.3)
 VGG19_RELU123 = ("relu1_2", "relu2_2", "relu3_3")
 
 
-def recipe(space: str, iters_per_epoch: int, vgg: bool) -> dict:
-  """The generator terms (see the module docstring)."""
+def recipe(space: str, iters_per_epoch: int, vgg: bool, stages: int = 3) -> dict:
+  """The generator terms (see the module docstring); one progressive term per stage."""
   c = dict(output="composite", space=space)
   terms = dict(
       charbonnier=term("charbonnier", 1.0, eps=1e-3, **c),
@@ -80,7 +81,7 @@ def recipe(space: str, iters_per_epoch: int, vgg: bool) -> dict:
       color_consistency=term("color_consistency", 1.5, kernel_size=7, clamp=2.0, **c),
       adv_g=term("lsgan_g", 0.005, clamp=2.0),
   )
-  for i, w in enumerate(PROGRESSIVE):
+  for i, w in enumerate(PROGRESSIVE[:stages]):
     terms[f"progressive_{i}"] = term("charbonnier", 0.2 * w, eps=1e-3, output=f"stages[{i}]",
                                      space=space, scale_by=f"stage_active[{i}]")
   if vgg:
@@ -179,7 +180,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.generator.encoder_depths = (4, 6, 8, 8)
     c.generator.decoder_depths = (8, 6, 4, 4)
     c.generator.hidden_dim = 4
+    c.generator.refinement_stages = 2
     c.discriminator.filters = 4
     for net in ("g", "d"):
       c.optim[net].decay_steps = c.total_steps
+    # Compile time dominates the tests: one step program instead of two.
+    c.train.d_every = 1
+    c.train.fresh_fake_for_d = False
+    c.losses.generator = ml_collections.ConfigDict(recipe(value_range, 30, vgg, stages=2))
+    c.losses.generator.boundary.ramp = dict(to=10.0, over_steps=300, every=30)
   return c
