@@ -227,7 +227,7 @@ def test_discriminator_spectral_norm_and_d_loss(golden):
   ev = jax.jit(lambda v, x: disc.apply(v, x, train=False)[0])
   assert err(ev(d_vars, real), z["disc/eval_real"]) <= ATOL
   assert err(ev(d_vars, fake), z["disc/eval_fake"]) <= ATOL
-  recipe = load_dcf_config("tiny").losses.discriminator
+  recipe = load_dcf_config("demo").losses.discriminator
 
   def d_loss(params, spectral, real, fake):
     (r, _), cols = disc.apply({"params": params, "spectral": spectral}, real, train=True,
@@ -258,7 +258,7 @@ def test_config_recipe_gives_the_official_loss_values(golden, eval_run):
   """The `configs/dcf.py` recipe on the golden eval outputs, VGG terms off (no weights)."""
   z, *_ = golden
   out, _ = eval_run
-  config = load_dcf_config("tiny")
+  config = load_dcf_config("demo")   # 3 stages, no VGG weights needed
   recipe = {k: dict(v) for k, v in config.losses.generator.items()
             if v["fn"] not in ("vgg_perceptual", "gram_style")}
   # The generator outputs in [0, 1]; the recipe maps them back with space="imagenet".
