@@ -230,7 +230,7 @@ def quarter_crops(features: Array, centres: Array, scale: Array, image_hw: tuple
   padded = jnp.pad(features, ((0, 0), (0, hf), (0, wf), (0, 0)))
 
   def crop_one(f, y, x):
-    return jax.lax.dynamic_slice(f, (y, x, 0), (hf, wf, f.shape[-1]))
+    return jax.lax.dynamic_slice(f, (y, x, jnp.zeros((), y.dtype)), (hf, wf, f.shape[-1]))
 
   crops = jax.vmap(lambda f, yq, xq: jax.vmap(lambda y, x: crop_one(f, y, x))(yq, xq))(
       padded, ys, xs)                                              # (N, 4, Hf, Wf, C)
