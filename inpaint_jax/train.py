@@ -264,8 +264,9 @@ def _train_step(state, batches, frozen_vars, *, system, plan):
       disc = lambda x: discriminate(d_net.params, cols0, x, mask, k_disc)[0]
     inputs = losses.LossInputs(image=image, mask=mask, outputs=outputs, fake=fake, real=real,
                                disc=disc, fake_image=fake_image, frozen=frozen,
-                               rng=g_loss_rng)
-    total, metrics = losses.evaluate(recipes.generator, inputs, prefix="g/")
+                               rng=g_loss_rng, step=state.step)
+    total, metrics = losses.evaluate(recipes.generator, inputs, prefix="g/",
+                                     total=recipes.get("generator_total"))
     return total, (metrics, outputs, g_cols, d_cols)
 
   (_, (metrics, outputs, g_cols, d_cols)), g_grads = jax.value_and_grad(
@@ -313,8 +314,9 @@ def _train_step(state, batches, frozen_vars, *, system, plan):
         disc = lambda x: discriminate(d_params, cols0, x, mask, k_disc)[0]
         inputs = losses.LossInputs(image=image, mask=mask, outputs=fake_outputs, fake=fake,
                                    real=real, disc=disc, fake_image=fake_image, frozen=frozen,
-                                   rng=k_loss)
-        total, m = losses.evaluate(recipes.discriminator, inputs, prefix="d/")
+                                   rng=k_loss, step=state.step)
+        total, m = losses.evaluate(recipes.discriminator, inputs, prefix="d/",
+                                   total=recipes.get("discriminator_total"))
         return total, (m, cols)
 
       (_, (m, cols)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_state.params)

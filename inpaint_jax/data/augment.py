@@ -8,6 +8,9 @@ Registered names (`AUGMENTATIONS`):
 
 * `none`: a uniformly random S x S crop.
 * `flip`: the same crop, then a left-right mirror with probability 1/2.
+* `resize_flip_jitter`: DCF's transform: the whole image resized to S x S (PIL bilinear),
+  mirrored with probability 1/2, then torchvision's colour jitter (brightness, contrast and
+  saturation factors U(0.9, 1.1) in a random order).
 * `distortions`: LaMa's training augmentation (its `transform_variant: distortions`,
   built there from albumentations 0.5.2 and imgaug 0.4). In order, with the probability
   that each step is applied:
@@ -63,6 +66,7 @@ import dataclasses
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from inpaint_jax.registry import AUGMENTATIONS
 
@@ -373,3 +377,58 @@ def distort(image: np.ndarray, out_size: int, rng: np.random.Generator) -> np.nd
   """LaMa's `distortions` chain (module docstring): (H, W, 3) uint8 -> (S, S, 3) uint8."""
   params = sample_distortions(rng, image.shape[0], image.shape[1], out_size)
   return apply_distortions(image, params, out_size)
+
+
+# --- DCF: whole-image resize, flip and colour jitter ------------------------------------------
+JITTER = 0.1  # DCF's ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1)
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+  """PIL's 'L' conversion of RGB uint8: (299 R + 587 G + 114 B) / 1000, rounded."""
+  r, g, b = (image[..., i].astype(np.int32) for i in range(3))
+  return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+
+def _blend(image: np.ndarray, other: np.ndarray | float, factor: float) -> np.ndarray:
+  """PIL `ImageEnhance`: other + factor * (image - other), clipped and rounded to uint8."""
+  out = other + factor * (image.astype(np.float32) - other)
+  return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def color_jitter(image: np.ndarray, rng: np.random.Generator, strength: float = JITTER
+                 ) -> np.ndarray:
+  """torchvision `ColorJitter(b, c, s)` with b = c = s = strength on RGB uint8.
+
+  Draws a random order of (brightness, contrast, saturation) with `rng.permutation(3)`,
+  then the three factors U(1 - strength, 1 + strength) in that fixed order; each step
+  blends with black (brightness), the mean grey level (contrast) or the grey image
+  (saturation), as PIL's `ImageEnhance`, rounding to uint8 after each step.
+  """
+  order = rng.permutation(3)
+  factors = rng.uniform(1.0 - strength, 1.0 + strength, 3)
+  for op in order:
+    f = float(factors[op])
+    if op == 0:
+      image = _blend(image, 0.0, f)
+    elif op == 1:
+      image = _blend(image, float(np.rint(_gray(image).mean())), f)
+    else:
+      image = _blend(image, _gray(image)[..., None].astype(np.float32), f)
+  return image
+
+
+@AUGMENTATIONS.register("resize_flip_jitter")
+def resize_flip_jitter(image: np.ndarray, out_size: int, rng: np.random.Generator
+                       ) -> np.ndarray:
+  """DCF's training transform: the whole image resized to S x S (no crop), then flip, jitter.
+
+  PIL bilinear resize (as torchvision's `Resize((S, S))` on PIL images; the aspect ratio
+  is not kept), a left-right mirror with probability 1/2 (the coin `rng.random() < 0.5`),
+  then `color_jitter` with strength 0.1.
+  """
+  _check_rgb_uint8(image)
+  if image.shape[:2] != (out_size, out_size):
+    image = np.asarray(Image.fromarray(image).resize((out_size, out_size), Image.BILINEAR))
+  if bool(rng.random() < P_FLIP):
+    image = hflip(image)
+  return np.ascontiguousarray(color_jitter(image, rng))

@@ -824,4 +824,4 @@ def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerato
 
 # DFNet's generators and the LaMa study's (`study_mixed`, `square`) live in their own
 # modules (they use `Segments` and `rasterize` above).
-from inpaint_jax.data import dfnet_masks, study_masks  # noqa: E402, F401  pylint: disable=g-import-not-at-top
+from inpaint_jax.data import dcf_masks, dfnet_masks, study_masks  # noqa: E402, F401  pylint: disable=g-import-not-at-top

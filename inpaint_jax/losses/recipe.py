@@ -19,6 +19,27 @@ targets), so the mask can take fractional values there.
 Every term also accepts `clamp=` (default None): the term's value is replaced
 by min(value, clamp) before weighting, as DCF clamps most of its terms; like
 `torch.clamp`, a clamped term passes no gradient.
+
+More options every term accepts (all handled here):
+  * `space=` ("unit" default, "imagenet", "symmetric"): the value space the term
+    reads `pred` and `image` in. Generators return [0, 1] images; a family whose
+    official losses compare ImageNet-normalised ((x - mean) / std) or [-1, 1]
+    (2x - 1) tensors (DCF) sets it so the values match the official ones.
+  * `nan_value=` (default None): a non-finite value is replaced by this one (DCF
+    replaces a NaN / inf frequency or VGG term by 0).
+  * `scale_by=` (default None): a generator output (`name` or `name[i]`, a scalar)
+    the value is multiplied by before weighting, e.g. a 0/1 flag for outputs that
+    exist only for some batches (DCF's stage heads: `stage_active[i]`).
+  * `ramp=` (default None): a weight schedule {to, over_steps, every (1)}: the
+    weight goes linearly from `weight` at step 0 to `to` at `over_steps`, held
+    constant over blocks of `every` steps (an epoch-wise ramp: every = the steps
+    per epoch), then stays at `to`. Needs `LossInputs.step`.
+
+Totals (`total=` of `evaluate`, from the config's `losses.generator_total` /
+`losses.discriminator_total`): {clamp (None), nan_fallback (())}: the weighted
+sum is replaced by min(total, clamp), and when it is not finite, by the sum of
+the listed terms' values before weighting (DCF: clamp 100, fallback Charbonnier
++ boundary).
 """
 
 from __future__ import annotations
@@ -58,6 +79,8 @@ class LossInputs:
     frozen: frozen backbone name -> callable `FrozenNet` (see
       `inpaint_jax.frozen`).
     rng: a PRNG key for stochastic terms (e.g. WGAN-GP interpolation).
+    step: the training iteration (() int32), for weight schedules (`ramp=`);
+      None outside training.
   """
 
   image: jax.Array
@@ -69,6 +92,7 @@ class LossInputs:
   fake_image: jax.Array | None = None
   frozen: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   rng: jax.Array | None = None
+  step: jax.Array | None = None
 
   @property
   def pred(self) -> jax.Array:
@@ -145,41 +169,120 @@ def select_output(inputs: LossInputs, output: str, label: str = "") -> LossInput
                              outputs={**outputs, "pred": value})
 
 
-def evaluate(recipe: Mapping[str, Any], inputs: LossInputs,
-             prefix: str = "") -> tuple[jax.Array, dict[str, jax.Array]]:
+SPACES = ("unit", "imagenet", "symmetric")
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_space(x: jax.Array, space: str, label: str = "") -> jax.Array:
+  """[0, 1] images -> the `space=` a term reads them in (see the module docstring)."""
+  if space == "unit":
+    return x
+  if space == "imagenet":
+    return (x - jnp.asarray(_IMAGENET_MEAN, x.dtype)) / jnp.asarray(_IMAGENET_STD, x.dtype)
+  if space == "symmetric":
+    return 2.0 * x - 1.0
+  raise ValueError(f"loss term {label!r}: space={space!r} is not accepted; accepted: "
+                   f"{', '.join(SPACES)}")
+
+
+def _scalar_output(inputs: LossInputs, name: str, label: str) -> jax.Array:
+  match = _OUTPUT_RE.match(name)
+  if not match or match.group(1) not in inputs.outputs:
+    raise ValueError(f"loss term {label!r}: scale_by={name!r} names no generator output; it "
+                     f"returns: {', '.join(sorted(inputs.outputs))}")
+  value = inputs.outputs[match.group(1)]
+  if match.group(2) is not None:
+    value = value[int(match.group(2))]
+  return jnp.asarray(value, jnp.float32)
+
+
+def ramped_weight(weight: float, ramp: Mapping[str, Any] | None, step: jax.Array | None,
+                  label: str = "") -> jax.Array | float:
+  """The weight at `step` under `ramp` = {to, over_steps, every} (module docstring)."""
+  if ramp is None:
+    return weight
+  ramp = dict(ramp)
+  unknown = sorted(set(ramp) - {"to", "over_steps", "every"})
+  if unknown or "to" not in ramp or int(ramp.get("over_steps", 0)) <= 0:
+    raise ValueError(f"loss term {label!r}: ramp needs to= and over_steps > 0 (and optional "
+                     f"every=), got {ramp}")
+  if step is None:
+    raise ValueError(f"loss term {label!r}: ramp= needs the training step (LossInputs.step)")
+  every = max(1, int(ramp.get("every", 1)))
+  t = (jnp.asarray(step, jnp.int32) // every * every).astype(jnp.float32)
+  frac = jnp.minimum(t / float(ramp["over_steps"]), 1.0)
+  return weight + (float(ramp["to"]) - weight) * frac
+
+
+def evaluate(recipe: Mapping[str, Any], inputs: LossInputs, prefix: str = "",
+             total: Mapping[str, Any] | None = None
+             ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Sums `weight * term` over the recipe.
 
   Args:
-    recipe: label -> {fn, weight, **options}; `output` is read here (see the
-      module docstring), and so is `clamp`; the other options go to the term.
+    recipe: label -> {fn, weight, **options}; `output`, `clamp`, `space`,
+      `nan_value`, `scale_by` and `ramp` are read here (see the module
+      docstring); the other options go to the term.
     inputs: the tensors the terms read.
     prefix: prepended to metric names (e.g. "g/").
+    total: optional {clamp, nan_fallback} for the sum (module docstring).
 
   Returns:
     (total, metrics) where metrics holds each weighted term under
     `prefix + label`, extra values a term reports under `prefix + label/name`,
     and the total under `prefix + "total"`.
   """
-  total = jnp.zeros((), jnp.float32)
+  total_opts = dict(total or {})
+  unknown = sorted(set(total_opts) - {"clamp", "nan_fallback"})
+  if unknown:
+    raise ValueError(f"loss total options {unknown} are not accepted; accepted: clamp, "
+                     "nan_fallback")
+  fallback_labels = tuple(total_opts.get("nan_fallback") or ())
+  for label in fallback_labels:
+    if label not in recipe:
+      raise ValueError(f"loss total nan_fallback names {label!r}, which is not a term of the "
+                       f"recipe ({', '.join(sorted(recipe))})")
+  unweighted: dict[str, jax.Array] = {}
+  total_value = jnp.zeros((), jnp.float32)
   metrics: dict[str, jax.Array] = {}
   for label, fn_name, weight, options in config_lib.recipe_items(recipe):
-    if weight == 0.0:
+    options = dict(options)
+    ramp = options.pop("ramp", None)
+    if weight == 0.0 and not (ramp and float(dict(ramp).get("to", 0.0))):
       continue  # a switched-off term costs nothing (and needs no inputs)
     fn = LOSSES.get(fn_name, field=f"losses.*.{label}.fn")
-    options = dict(options)
     term_inputs = select_output(inputs, str(options.pop("output", "pred")), label)
+    space = str(options.pop("space", "unit"))
+    if space != "unit":
+      term_inputs = dataclasses.replace(
+          term_inputs, image=to_space(term_inputs.image, space, label),
+          outputs={**term_inputs.outputs, "pred": to_space(term_inputs.pred, space, label)})
     clamp = options.pop("clamp", None)
+    nan_value = options.pop("nan_value", None)
+    scale_by = options.pop("scale_by", None)
     try:
       out = fn(term_inputs, **options)
     except TypeError as e:
       raise TypeError(f"loss term {label!r} ({fn_name}): bad options {options}: {e}") from e
     value, extra = out if isinstance(out, tuple) else (out, {})
+    if nan_value is not None:
+      value = jnp.where(jnp.isfinite(value), value, float(nan_value))
     if clamp is not None:
       value = jnp.minimum(value, clamp)
-    value = weight * value
-    total = total + value
+    if scale_by is not None:
+      value = value * _scalar_output(inputs, str(scale_by), label)
+    unweighted[label] = value
+    value = ramped_weight(weight, ramp, inputs.step, label) * value
+    total_value = total_value + value
     metrics[prefix + label] = value
     for name, v in extra.items():
       metrics[f"{prefix}{label}/{name}"] = v
-  metrics[prefix + "total"] = total
-  return total, metrics
+  if total_opts.get("clamp") is not None:
+    total_value = jnp.minimum(total_value, float(total_opts["clamp"]))
+  if fallback_labels:
+    fallback = sum((unweighted.get(k, jnp.zeros((), jnp.float32)) for k in fallback_labels),
+                   jnp.zeros((), jnp.float32))
+    total_value = jnp.where(jnp.isfinite(total_value), total_value, fallback)
+  metrics[prefix + "total"] = total_value
+  return total_value, metrics

@@ -92,7 +92,7 @@ class BatchNorm(nn.Module):
   axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, x: Array, *, train: bool) -> Array:
+  def __call__(self, x: Array, *, train: bool, update: Array | bool | None = None) -> Array:
     """Normalises x (N, ..., C); returns the same shape.
 
     Args:
@@ -100,6 +100,12 @@ class BatchNorm(nn.Module):
       train: True uses batch statistics and updates the running stats (pass
         `mutable=['batch_stats']`; without it the BN is frozen: running
         statistics, no update); False uses the running stats.
+      update: optional traced 0-d boolean for train mode: where False the running
+        statistics keep their values (the output still uses batch statistics). For
+        layers whose result a data-dependent choice may discard under jit (DCF
+        computes all its refinement stages and keeps only those the mask asks for),
+        so that a discarded call leaves the statistics as PyTorch, which never ran
+        it, would. None: always update.
     """
     c = x.shape[-1]
     ra_mean = self.variable("batch_stats", "mean",
@@ -138,10 +144,14 @@ class BatchNorm(nn.Module):
         unbiased = var * (n / max(n - 1, 1))
         stat_axes = tuple(range(xg.ndim - 1))
         m = self.momentum
-        ra_mean.value = ((1.0 - m) * ra_mean.value + m * jax.lax.stop_gradient(
+        new_mean = ((1.0 - m) * ra_mean.value + m * jax.lax.stop_gradient(
             jnp.mean(mean, axis=stat_axes)).astype(self.param_dtype))
-        ra_var.value = ((1.0 - m) * ra_var.value + m * jax.lax.stop_gradient(
+        new_var = ((1.0 - m) * ra_var.value + m * jax.lax.stop_gradient(
             jnp.mean(unbiased, axis=stat_axes)).astype(self.param_dtype))
+        if update is not None:
+          new_mean = jnp.where(update, new_mean, ra_mean.value)
+          new_var = jnp.where(update, new_var, ra_var.value)
+        ra_mean.value, ra_var.value = new_mean, new_var
       y = ((xg - mean) * jax.lax.rsqrt(var + self.epsilon)).reshape(x.shape)
     else:
       mean = ra_mean.value.astype(stat_dtype)
