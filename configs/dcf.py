@@ -56,7 +56,7 @@ PyTorch skips parameters without a gradient); no mixed precision.
 import ml_collections
 from ml_collections import config_dict
 
-from inpaint_jax.config_lib import parse_arg, term
+from inpaint_jax.config_lib import parse_arg, set_run_length, term
 from inpaint_jax.optim import optim_group
 
 VARIANTS = ("official", "fixed", "demo", "tiny")
@@ -154,12 +154,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.losses.d_input_mask = False
 
   if small:
-    c.batch_size = 4
-    c.total_steps = 300
-    c.checkpoint_every_steps = 150
-    c.log_every_steps = 25
-    c.image_every_steps = 100
-    c.data.image_size = 64
+    set_run_length(c, "demo", total_steps=300, checkpoint_every_steps=150)
     c.generator.encoder_depths = (12, 24, 32, 48)
     c.generator.decoder_depths = (48, 32, 24, 12)
     c.generator.hidden_dim = 12
@@ -172,11 +167,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.losses.generator.boundary.ramp = dict(to=10.0, over_steps=10 * ramp_epoch,
                                             every=ramp_epoch)
   if a.variant == "tiny":
-    c.total_steps = 4
-    c.checkpoint_every_steps = 2
-    c.log_every_steps = 1
-    c.image_every_steps = 2
-    c.data.image_size = 32
+    set_run_length(c, "tiny")
     c.generator.encoder_depths = (4, 6, 8, 8)
     c.generator.decoder_depths = (8, 6, 4, 4)
     c.generator.hidden_dim = 4
