@@ -69,8 +69,9 @@ def _run(data, variables, fields, dtype):
     out, inter = net.apply(variables, image, hole, train=False, mutable=["intermediates"])
     out2 = net.apply(variables, image2, hole2, train=False)
     inter = inter["intermediates"]
-    return (out["pred"], out2["pred"], jnp.stack(inter["rec_feats"]),
-            jnp.stack(inter["rec_masks"]), inter["RFRModule"]["att"]["att"]["attn"])
+    return (out["pred"], out2["pred"], jnp.concatenate(inter["rec_feats"]),
+            jnp.concatenate(inter["rec_masks"]),
+            inter["rec"]["RFRModule"]["att"]["att"]["attn"][0])
 
   @jax.jit
   def train(variables):

@@ -65,7 +65,8 @@ def infer_config(state_dict: Mapping[str, Any]) -> dict[str, int]:
 
 def _torch_name(path: tuple[str, ...]) -> tuple[str, bool]:
   """(torch key, transposed conv?) of one of our variable paths (collection first)."""
-  mods = [(_SEQ.sub(r"\1.\2", p)) for p in path[1:-1]]
+  # `rec` is the scanned recurrence (Pconv21, Pconv22, bn2, RFRModule): no torch module.
+  mods = [_SEQ.sub(r"\1.\2", p) for p in path[1:-1] if p != "rec"]
   module = ".".join(mods)
   leaf = _LEAF_TO_TORCH[(path[0], path[-1])]
   return f"{module}.{leaf}", bool(_TRANSPOSED.match(module))

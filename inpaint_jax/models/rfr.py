@@ -61,6 +61,7 @@ each recurrence, (N, L, h, w) with L = h * w keys, row-major) under `intermediat
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -105,8 +106,8 @@ class KnowledgeConsistentAttention(nn.Module):
     Args:
       f: (N, h, w, C) features (queries; keys and values after normalisation).
       mask: (N, h, w, 1) this recurrence's mask at this resolution (1 = known).
-      prev: (a_prev (N, L, h, w), m_prev (N, 1, h, w)) from the previous recurrence,
-        or None in the first one.
+      prev: (a_prev (N, L, h, w), m_prev (N, 1, h, w), first: bool scalar) from the
+        previous recurrence; no blend when `first` is true or prev is None.
 
     Returns:
       (y (N, h, w, C), (a (N, L, h, w), m (N, 1, h, w))): the attended features and the
@@ -128,8 +129,10 @@ class KnowledgeConsistentAttention(nn.Module):
     a = jax.nn.softmax(s, axis=1)
     r = jnp.abs(ratio.astype(cdt)) + KCA_EPS
     if prev is not None:
-      a_prev, m_prev = prev
-      a = (a_prev * m_prev + a * r) / (m_prev + r)
+      a_prev, m_prev, first = prev
+      blended = (a_prev * m_prev + a * r) / (m_prev + r)
+      # The first recurrence does not blend (the official state is reset per forward).
+      a = jnp.where(first, a, blended)
     self.sow("intermediates", "attn", a)
     y = jnp.einsum("nlp,nlc->npc", a.reshape(n, h * w, h * w), k).reshape(n, h, w, c)
     m_now = jnp.transpose(mask.astype(cdt), (0, 3, 1, 2))
@@ -231,6 +234,40 @@ class Bottleneck(nn.Module):
     return nn.relu(out + x.astype(out.dtype))
 
 
+class Recurrence(nn.Module):
+  """One recurrence: Pconv21, Pconv22, `bn2`, leaky_relu, RFR module, x * mask.
+
+  Scanned by `RFRNet` (weights broadcast, BatchNorm statistics carried). Carry:
+  (x (N, h, w, ngf), mask (N, h, w, ngf), a_prev (N, L, h/4, w/4), m_prev
+  (N, 1, h/4, w/4), first: the attention blends with the previous step unless first).
+  """
+
+  ngf: int
+  rec_ksize: int
+  layer_size: int
+  return_features: bool
+  train: bool
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, carry, _):
+    train = self.train
+    x, m, a_prev, m_prev, first = carry
+    pconv = functools.partial(PartialConv, self.ngf, self.rec_ksize, padding=self.rec_ksize // 2,
+                              use_bias=False, multi_channel=True, dtype=self.dtype)
+    mdt = m.dtype
+    x, m = pconv(name="Pconv21")(x, m)
+    x, m = pconv(name="Pconv22")(x, m.astype(mdt))
+    m = m.astype(mdt)
+    x = nn.leaky_relu(BatchNorm(dtype=self.dtype, name="bn2")(x, train=train), TOP_SLOPE)
+    x, (a, m_att), feats = RFRModule(self.ngf, self.layer_size, dtype=self.dtype,
+                                     name="RFRModule")(x, m[..., :1], (a_prev, m_prev, first),
+                                                       train=train)
+    x = x * m.astype(x.dtype)
+    ys = (x, m, feats if self.return_features else {})
+    return (x, m, a, m_att, jnp.zeros((), bool)), ys
+
+
 @GENERATORS.register("rfr")
 class RFRNet(nn.Module):
   """RFR-Net generator; see the module docstring.
@@ -313,27 +350,31 @@ class RFRNet(nn.Module):
     x, m = self._pconv(ngf, k, 1, "Pconv2")(x, m)
     x = nn.relu(self._bn(x, "bn20", train))
     m = m.astype(mdt)
-    feats, masks = [x], [m]
-    self.sow("intermediates", "rec_feats", x)
-    self.sow("intermediates", "rec_masks", m[..., :1])
-    pconv21 = self._pconv(ngf, k, 1, "Pconv21")
-    pconv22 = self._pconv(ngf, k, 1, "Pconv22")
-    bn2 = BatchNorm(dtype=self.dtype, name="bn2")
-    rfr = RFRModule(ngf, self.layer_size, dtype=self.dtype, name="RFRModule")
-    state, rec_feats = None, {}
-    for _ in range(self.n_rec):
-      x, m = pconv21(x, m)
-      x, m = pconv22(x, m)
-      m = m.astype(mdt)
-      x = nn.leaky_relu(bn2(x, train=train), TOP_SLOPE)
-      x, state, rec_feats = rfr(x, m[..., :1], state, train=train)
-      x = x * m.astype(x.dtype)
-      feats.append(x)
-      masks.append(m)
-      self.sow("intermediates", "rec_feats", x)
-      self.sow("intermediates", "rec_masks", m[..., :1])
-    fs = jnp.stack(feats)
-    ms = jnp.stack(masks).astype(fs.dtype)
+    masks = [m]
+    self.sow("intermediates", "rec_feats", x[None])
+    self.sow("intermediates", "rec_masks", m[None, ..., :1])
+    # The recurrences share weights: one scanned body (compiled once, not n_rec times).
+    # BatchNorm statistics are carried, so each step updates them in turn as PyTorch does.
+    h8 = (x.shape[1] // 4, x.shape[2] // 4)
+    n_keys = h8[0] * h8[1]
+    cdt = jnp.promote_types(x.dtype, jnp.float32)
+    carry = (x, m, jnp.zeros((x.shape[0], n_keys) + h8, cdt),
+             jnp.zeros((x.shape[0], 1) + h8, cdt), jnp.ones((), bool))
+    # Statistics that are not updated (init, eval, frozen BN) are broadcast like params.
+    updating = self.is_mutable_collection("batch_stats") and not self.is_initializing()
+    scan = nn.scan(Recurrence,
+                   variable_broadcast="params" if updating else ["params", "batch_stats"],
+                   variable_carry="batch_stats" if updating else (),
+                   variable_axes={"intermediates": 0}, split_rngs={"params": False},
+                   length=self.n_rec)
+    _, (xs, ms, rec_feats) = scan(ngf, k, self.layer_size, self.return_features, train,
+                                  dtype=self.dtype, name="rec")(carry, None)
+    m = ms[-1]
+    self.sow("intermediates", "rec_feats", xs)
+    self.sow("intermediates", "rec_masks", ms[..., :1])
+    rec_feats = {key: v[-1] for key, v in rec_feats.items()}
+    fs = jnp.concatenate([x[None], xs])
+    ms = jnp.concatenate([masks[0][None], ms.astype(masks[0].dtype)]).astype(fs.dtype)
     x = jnp.mean(fs * ms, axis=0) / (jnp.mean(ms, axis=0) + MERGE_EPS)
     h2 = x
     x = ConvTranspose(ngf, 4, strides=2, padding=1, use_bias=False, dtype=self.dtype,
