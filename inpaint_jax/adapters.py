@@ -77,4 +77,8 @@ def lama_adapter(config: ml_collections.ConfigDict) -> Adapter:
 
 
 # Families whose adapter lives beside their model code register on import.
-from inpaint_jax import dcf_adapter, dfnet_adapter  # noqa: E402, F401  pylint: disable=g-import-not-at-top
+from inpaint_jax import (  # noqa: E402  pylint: disable=g-import-not-at-top
+    dcf_adapter,  # noqa: F401
+    dfnet_adapter,  # noqa: F401
+    rfr_adapter,  # noqa: F401
+)
