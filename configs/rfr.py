@@ -37,7 +37,7 @@ takes random square crops); the two phases run in one job rather than two.
 
 import ml_collections
 
-from inpaint_jax.config_lib import parse_arg, term
+from inpaint_jax.config_lib import parse_arg, set_run_length, term
 from inpaint_jax.optim import optim_group
 
 VARIANTS = ("paris", "small_holes", "demo", "tiny")
@@ -123,26 +123,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if a.variant == "small_holes":
     c.generator.rec_ksize = 5
   if small:
-    c.batch_size = 4
-    c.total_steps = 300
+    set_run_length(c, "demo", total_steps=300, checkpoint_every_steps=100)
     c.phases.finetune = dict(start_step=200, freeze_bn=True, lr={"g": 2.5e-4})
-    c.checkpoint_every_steps = 100
-    c.log_every_steps = 25
-    c.image_every_steps = 100
-    c.data.image_size = 64
     # LaMa's strokes are sized for 256 px and cover nearly everything at 32-64 px.
     c.masks.kind = "dfnet_free_form"
     c.generator.ngf = 16
     c.generator.tail_ch = 16
     c.optim.g.lr = 1e-3
   if a.variant == "tiny":
-    c.batch_size = 2
-    c.total_steps = 4
+    set_run_length(c, "tiny", batch_size=2)
     c.phases.finetune = dict(start_step=2, freeze_bn=True, lr={"g": 2.5e-4})
-    c.checkpoint_every_steps = 2
-    c.log_every_steps = 1
-    c.image_every_steps = 2
-    c.data.image_size = 32
     c.generator.ngf = 4
     c.generator.tail_ch = 8
     c.generator.n_rec = 2
