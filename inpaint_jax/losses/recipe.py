@@ -16,6 +16,11 @@ without anti-aliasing (PyTorch `F.interpolate(..., 'bilinear',
 align_corners=False)`, what DFNet, RFR-Net and DCF do for their multi-scale
 targets), so the mask can take fractional values there.
 
+Every term also accepts `target=` (default None: the image): the name of a
+generator output (`name` or `name[i]`) that the term reads as `image` instead,
+without gradient, e.g. DGFNet's texture terms compare `output="texture"` with
+`target="texture_target"`. It must have the selected output's shape.
+
 Every term also accepts `clamp=` (default None): the term's value is replaced
 by min(value, clamp) before weighting, as DCF clamps most of its terms; like
 `torch.clamp`, a clamped term passes no gradient.
@@ -145,13 +150,54 @@ def select_output(inputs: LossInputs, output: str, label: str = "") -> LossInput
                              outputs={**outputs, "pred": value})
 
 
+def _lookup(outputs: Mapping[str, Any], spec: str, what: str, where: str) -> jax.Array:
+  """outputs[name] or outputs[name][i] for spec `name` / `name[i]`."""
+  match = _OUTPUT_RE.match(spec)
+  if not match:
+    raise ValueError(f"{where}{what}={spec!r} is not `name` or `name[i]`")
+  name, index = match.group(1), match.group(2)
+  if name not in outputs:
+    raise ValueError(f"{where}{what}={spec!r}: the generator returns no {name!r}; it "
+                     f"returns: {', '.join(sorted(outputs))}")
+  value = outputs[name]
+  if index is not None:
+    if not isinstance(value, list | tuple):
+      raise ValueError(f"{where}{what}={spec!r}: {name!r} is not a list")
+    i = int(index)
+    if not -len(value) <= i < len(value):
+      raise ValueError(f"{where}{what}={spec!r}: {name!r} has {len(value)} items")
+    value = value[i]
+  elif isinstance(value, list | tuple):
+    raise ValueError(f"{where}{what}={spec!r}: {name!r} is a list of {len(value)}; "
+                     f"pick one with {name}[i]")
+  return value
+
+
+def select_target(inputs: LossInputs, target: str | None, label: str = "") -> LossInputs:
+  """The inputs a term sees with `target=...`: `image` is that output, detached.
+
+  Args:
+    inputs: the inputs after `select_output`.
+    target: None (keep the image) or `name` / `name[i]` of a generator output.
+    label: the recipe label, for error messages.
+  """
+  if target is None:
+    return inputs
+  where = f"loss term {label!r}: " if label else ""
+  value = _lookup(inputs.outputs, str(target), "target", where)
+  if value.shape != inputs.pred.shape:
+    raise ValueError(f"{where}target={target!r} has shape {value.shape}, the term's "
+                     f"prediction {inputs.pred.shape}")
+  return dataclasses.replace(inputs, image=jax.lax.stop_gradient(value))
+
+
 def evaluate(recipe: Mapping[str, Any], inputs: LossInputs,
              prefix: str = "") -> tuple[jax.Array, dict[str, jax.Array]]:
   """Sums `weight * term` over the recipe.
 
   Args:
-    recipe: label -> {fn, weight, **options}; `output` is read here (see the
-      module docstring), and so is `clamp`; the other options go to the term.
+    recipe: label -> {fn, weight, **options}; `output`, `target` and `clamp` are
+      read here (see the module docstring); the other options go to the term.
     inputs: the tensors the terms read.
     prefix: prepended to metric names (e.g. "g/").
 
@@ -168,6 +214,7 @@ def evaluate(recipe: Mapping[str, Any], inputs: LossInputs,
     fn = LOSSES.get(fn_name, field=f"losses.*.{label}.fn")
     options = dict(options)
     term_inputs = select_output(inputs, str(options.pop("output", "pred")), label)
+    term_inputs = select_target(term_inputs, options.pop("target", None), label)
     clamp = options.pop("clamp", None)
     try:
       out = fn(term_inputs, **options)
