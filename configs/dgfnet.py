@@ -150,5 +150,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.generator.fuse_out_width = 4
     c.discriminator.ndf = 4
     c.discriminator.n_layers = 3
-    c.phases.finetune.start_step = 3  # the last step runs the frozen-BN phase
+    c.phases.finetune.start_step = 3  # the last iteration runs the frozen-BN phase
   return c

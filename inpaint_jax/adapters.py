@@ -77,4 +77,7 @@ def lama_adapter(config: ml_collections.ConfigDict) -> Adapter:
 
 
 # Families whose adapter lives beside their model code register on import.
-from inpaint_jax import dfnet_adapter  # noqa: E402, F401  pylint: disable=g-import-not-at-top
+from inpaint_jax import (  # noqa: E402, F401  pylint: disable=g-import-not-at-top
+    dfnet_adapter,
+    dgfnet_adapter,
+)
