@@ -16,7 +16,7 @@ from inpaint_jax.convert import params_file
 from inpaint_jax.models import vgg
 from tests import helpers
 
-pytestmark = pytest.mark.usefixtures("fast_compile")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fast_compile")]
 
 ROOT = pathlib.Path(__file__).parent.parent
 _SPEC = importlib.util.spec_from_file_location("dgfnet_config", ROOT / "configs" / "dgfnet.py")
