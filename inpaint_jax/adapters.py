@@ -80,4 +80,5 @@ def lama_adapter(config: ml_collections.ConfigDict) -> Adapter:
 from inpaint_jax import (  # noqa: E402, F401  pylint: disable=g-import-not-at-top
     dfnet_adapter,
     dgfnet_adapter,
+    rfr_adapter,
 )

@@ -21,7 +21,9 @@ al. 2017 take batch normalisation out of the critic for this reason).
 `SNPatchGANDiscriminator` (`sn_patchgan`): DeepFill v2's spectral-normalised
 PatchGAN (Yu et al., ICCV 2019), used by the DFNet `sngan` option and meant for
 reuse by other families. Six 5x5 stride-2 convs with bias and TF-"SAME" zero
-padding (1 before, 2 after), widths 64-128-256-256-256-256 (with `ndf` = 64),
+padding (`tf_same_padding`: 1 before and 2 after on even sizes, 2 and 2 on odd ones, so
+every layer gives ceil(size / 2) as TensorFlow does), widths 64-128-256-256-256-256
+(with `ndf` = 64),
 each followed by LeakyReLU 0.2, including the last: as in DeepFill v2 the
 (N, H/64, W/64, 256) map of the last layer is the output, every entry a patch
 score for the hinge loss. Every conv is wrapped in `SpectralNorm` (one power
@@ -39,12 +41,23 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inpaint_jax.models.layers import Conv, same_padding
+from inpaint_jax.models.layers import Conv
 from inpaint_jax.models.norm import BatchNorm
 from inpaint_jax.models.spectral_norm import SpectralNorm
 from inpaint_jax.registry import DISCRIMINATORS
 
 Array = jax.Array
+
+
+def tf_same_padding(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
+  """TensorFlow's "SAME" padding (before, after) of one axis of `size` pixels.
+
+  Output size ceil(size / stride); the odd pixel of the total goes after. On sizes
+  divisible by the stride this is `layers.same_padding`.
+  """
+  out = -(-size // stride)
+  total = max((out - 1) * stride + kernel_size - size, 0)
+  return total // 2, total - total // 2
 
 
 @DISCRIMINATORS.register("nlayer")
@@ -142,11 +155,12 @@ class SNPatchGANDiscriminator(nn.Module):
     if x.shape[-1] != self.input_nc:
       raise ValueError(f"SNPatchGANDiscriminator expects {self.input_nc} channels (image + "
                        f"mask: set losses.d_input_mask=True), got {x.shape}")
-    pad = same_padding(5, 2)
     feats = []
     for i in range(self.n_layers):
       width = self.ndf * min(2 ** i, 4)
-      conv = Conv(width, 5, strides=2, padding=(pad, pad), dtype=self.dtype)
+      # Padding from this layer's input size (odd sizes pad 2/2, as TF "SAME" does).
+      pad = (tf_same_padding(x.shape[1], 5, 2), tf_same_padding(x.shape[2], 5, 2))
+      conv = Conv(width, 5, strides=2, padding=pad, dtype=self.dtype)
       x = nn.leaky_relu(SpectralNorm(conv, name=f"conv_{i}")(x, update_stats=train), 0.2)
       feats.append(x)
     # Losses run in float32 whatever the computation dtype (a no-op in float32).

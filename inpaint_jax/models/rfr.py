@@ -54,9 +54,18 @@ Reuse as a sub-module (e.g. the coarse branch of a larger generator): build
   and "mask2": (N, H/2, W/2, 1), the final recurrence mask (1 = filled/known).
 
 `feature_channels(ngf, tail_ch)` gives those channel counts without building the net.
-With `mutable=["intermediates"]` the module also sows `rec_feats` / `rec_masks` (the
-n_rec + 1 merged maps and their masks, channel 0) and `attn` (the blended attention map of
-each recurrence, (N, L, h, w) with L = h * w keys, row-major) under `intermediates`.
+
+Variables: the official module names (`Pconv1`, `bn1`, `Pconv2`, `bn20`, `Tconv`, `bn3`,
+`tail1`, `tail2`, `out`), with the shared recurrence (`Pconv21`, `Pconv22`, `bn2`,
+`RFRModule`) under `rec`: the n_rec recurrences are one `nn.scan` body (compiled once),
+weights broadcast and BatchNorm statistics carried from step to step.
+`inpaint_jax.convert.rfr` maps them to and from the official state_dict.
+
+With `mutable=["intermediates"]` the module also sows, under `intermediates`:
+`rec_feats` = ((1, N, H/2, W/2, ngf) the map before the loop, (n_rec, N, ...) the map after
+each recurrence), `rec_masks` likewise (channel 0 of the masks), and
+`rec/RFRModule/att/att/attn` = ((n_rec, N, L, h, w),) the blended attention map of each
+recurrence at H/8, L = h * w keys in row-major order.
 """
 
 from __future__ import annotations
