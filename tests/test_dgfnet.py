@@ -13,12 +13,13 @@ import pytest
 from inpaint_jax import losses, rtv
 from inpaint_jax.config_lib import term
 from inpaint_jax.models import dgfnet
-from tests import dgfnet_fixtures
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
 SIZE = 32
-TINY = dict(coarse=dgfnet_fixtures.TINY_COARSE, tex_widths=(4, 8, 8, 8),
+# The coarse branch is the tiny RFR-Net of configs/dgfnet.py:tiny.
+TINY_COARSE = dict(name="rfr", rec_ksize=3, n_rec=1, ngf=4, tail_ch=4, layer_size=4)
+TINY = dict(coarse=TINY_COARSE, tex_widths=(4, 8, 8, 8),
             fuse_widths=(4, 8, 8, 8), fuse_out_width=4)
 
 
