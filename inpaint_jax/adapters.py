@@ -80,5 +80,6 @@ def lama_adapter(config: ml_collections.ConfigDict) -> Adapter:
 from inpaint_jax import (  # noqa: E402  pylint: disable=g-import-not-at-top
     dcf_adapter,  # noqa: F401
     dfnet_adapter,  # noqa: F401
+    dgfnet_adapter,  # noqa: F401
     rfr_adapter,  # noqa: F401
 )

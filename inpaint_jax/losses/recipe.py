@@ -16,6 +16,11 @@ without anti-aliasing (PyTorch `F.interpolate(..., 'bilinear',
 align_corners=False)`, what DFNet, RFR-Net and DCF do for their multi-scale
 targets), so the mask can take fractional values there.
 
+Every term also accepts `target=` (default None: the image): the name of a
+generator output (`name` or `name[i]`) that the term reads as `image` instead,
+without gradient, e.g. DGFNet's texture terms compare `output="texture"` with
+`target="texture_target"`. It must have the selected output's shape.
+
 Every term also accepts `clamp=` (default None): the term's value is replaced
 by min(value, clamp) before weighting, as DCF clamps most of its terms; like
 `torch.clamp`, a clamped term passes no gradient.
@@ -187,13 +192,7 @@ def to_space(x: jax.Array, space: str, label: str = "") -> jax.Array:
 
 
 def _scalar_output(inputs: LossInputs, name: str, label: str) -> jax.Array:
-  match = _OUTPUT_RE.match(name)
-  if not match or match.group(1) not in inputs.outputs:
-    raise ValueError(f"loss term {label!r}: scale_by={name!r} names no generator output; it "
-                     f"returns: {', '.join(sorted(inputs.outputs))}")
-  value = inputs.outputs[match.group(1)]
-  if match.group(2) is not None:
-    value = value[int(match.group(2))]
+  value = _lookup(inputs.outputs, name, "scale_by", f"loss term {label!r}: ")
   return jnp.asarray(value, jnp.float32)
 
 
@@ -215,14 +214,55 @@ def ramped_weight(weight: float, ramp: Mapping[str, Any] | None, step: jax.Array
   return weight + (float(ramp["to"]) - weight) * frac
 
 
+def _lookup(outputs: Mapping[str, Any], spec: str, what: str, where: str) -> jax.Array:
+  """outputs[name] or outputs[name][i] for spec `name` / `name[i]`."""
+  match = _OUTPUT_RE.match(spec)
+  if not match:
+    raise ValueError(f"{where}{what}={spec!r} is not `name` or `name[i]`")
+  name, index = match.group(1), match.group(2)
+  if name not in outputs:
+    raise ValueError(f"{where}{what}={spec!r}: the generator returns no {name!r}; it "
+                     f"returns: {', '.join(sorted(outputs))}")
+  value = outputs[name]
+  if index is not None:
+    if not isinstance(value, list | tuple):
+      raise ValueError(f"{where}{what}={spec!r}: {name!r} is not a list")
+    i = int(index)
+    if not -len(value) <= i < len(value):
+      raise ValueError(f"{where}{what}={spec!r}: {name!r} has {len(value)} items")
+    value = value[i]
+  elif isinstance(value, list | tuple):
+    raise ValueError(f"{where}{what}={spec!r}: {name!r} is a list of {len(value)}; "
+                     f"pick one with {name}[i]")
+  return value
+
+
+def select_target(inputs: LossInputs, target: str | None, label: str = "") -> LossInputs:
+  """The inputs a term sees with `target=...`: `image` is that output, detached.
+
+  Args:
+    inputs: the inputs after `select_output`.
+    target: None (keep the image) or `name` / `name[i]` of a generator output.
+    label: the recipe label, for error messages.
+  """
+  if target is None:
+    return inputs
+  where = f"loss term {label!r}: " if label else ""
+  value = _lookup(inputs.outputs, str(target), "target", where)
+  if value.shape != inputs.pred.shape:
+    raise ValueError(f"{where}target={target!r} has shape {value.shape}, the term's "
+                     f"prediction {inputs.pred.shape}")
+  return dataclasses.replace(inputs, image=jax.lax.stop_gradient(value))
+
+
 def evaluate(recipe: Mapping[str, Any], inputs: LossInputs, prefix: str = "",
              total: Mapping[str, Any] | None = None
              ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Sums `weight * term` over the recipe.
 
   Args:
-    recipe: label -> {fn, weight, **options}; `output`, `clamp`, `space`,
-      `nan_value`, `scale_by` and `ramp` are read here (see the module
+    recipe: label -> {fn, weight, **options}; `output`, `target`, `clamp`,
+      `space`, `nan_value`, `scale_by` and `ramp` are read here (see the module
       docstring); the other options go to the term.
     inputs: the tensors the terms read.
     prefix: prepended to metric names (e.g. "g/").
@@ -253,6 +293,7 @@ def evaluate(recipe: Mapping[str, Any], inputs: LossInputs, prefix: str = "",
       continue  # a switched-off term costs nothing (and needs no inputs)
     fn = LOSSES.get(fn_name, field=f"losses.*.{label}.fn")
     term_inputs = select_output(inputs, str(options.pop("output", "pred")), label)
+    term_inputs = select_target(term_inputs, options.pop("target", None), label)
     space = str(options.pop("space", "unit"))
     if space != "unit":
       term_inputs = dataclasses.replace(

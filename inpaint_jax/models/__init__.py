@@ -4,6 +4,7 @@
 from inpaint_jax.models import (
     dcf,  # noqa: F401
     dfnet,  # noqa: F401
+    dgfnet,  # noqa: F401
     discriminators,  # noqa: F401
     lama,  # noqa: F401
     resnet,  # noqa: F401
