@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 
 from inpaint_jax.models import contextual_attention as ca
+from inpaint_jax.models import partial_conv
 from inpaint_jax.models.layers import Conv
 from inpaint_jax.models.norm import BatchNorm
 from inpaint_jax.models.pyconv import PyConv, pyramid
@@ -63,21 +64,18 @@ PAM_KEYS = ("decoder", "encoder")
 
 
 def update_mask(valid: Array, kernel: int, stride: int) -> Array:
-  """Partial convolution's mask update: 1 where the window holds any valid pixel.
+  """Partial convolution's mask update over a kernel x kernel window (zero padding k // 2).
 
   Args:
     valid: (N, H, W, 1), 1 = valid.
-    kernel: window side (odd; zero padding kernel // 2).
-    stride: window stride.
+    kernel: window side (odd), the level's largest kernel.
+    stride: the level's stride.
 
   Returns:
-    (N, ceil(H / stride), ceil(W / stride), 1) in {0, 1}.
+    (N, ceil(H / stride), ceil(W / stride), 1) in {0, 1}: 1 where the window holds a
+    valid pixel (no gradient flows through it).
   """
-  p = kernel // 2
-  ones = jnp.ones((kernel, kernel, 1, 1), jnp.float32)
-  s = jax.lax.conv_general_dilated(valid.astype(jnp.float32), ones, (stride, stride),
-                                   ((p, p), (p, p)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return jnp.clip(s, 0.0, 1.0)
+  return partial_conv.mask_update(valid, kernel, stride, kernel // 2)[1]
 
 
 def pyramid_levels(level: int) -> int:
