@@ -77,4 +77,4 @@ def lama_adapter(config: ml_collections.ConfigDict) -> Adapter:
 
 
 # Families whose adapter lives beside their model code register on import.
-from inpaint_jax import dfnet_adapter  # noqa: E402, F401  pylint: disable=g-import-not-at-top
+from inpaint_jax import dfnet_adapter, dpnet_adapter  # noqa: E402, F401  pylint: disable=g-import-not-at-top

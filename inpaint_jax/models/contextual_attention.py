@@ -65,17 +65,13 @@ def extract_patches(x: Array, kernel: int, stride: int) -> Array:
     (N, ceil(H / stride), ceil(W / stride), kernel, kernel, C); patch (i, j) covers
     rows [i * stride - pad_top, i * stride - pad_top + kernel) of x.
   """
-  _, h, w, _ = x.shape
+  n, h, w, c = x.shape
   ph, pw = same_pad(h, kernel, stride), same_pad(w, kernel, stride)
-  xp = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
-  oh, ow = -(-h // stride), -(-w // stride)
-  rows = []
-  for a in range(kernel):
-    cols = []
-    for b in range(kernel):
-      cols.append(xp[:, a:a + stride * (oh - 1) + 1:stride, b:b + stride * (ow - 1) + 1:stride])
-    rows.append(jnp.stack(cols, axis=3))
-  return jnp.stack(rows, axis=3)
+  # One XLA op (its gradient is one convolution); features come out ordered (C, kh, kw).
+  p = jax.lax.conv_general_dilated_patches(x, (kernel, kernel), (stride, stride), (ph, pw),
+                                           dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  oh, ow = p.shape[1:3]
+  return p.reshape(n, oh, ow, c, kernel, kernel).transpose(0, 1, 2, 4, 5, 3)
 
 
 def _fuse_once(scores: Array, k: int) -> Array:
@@ -175,11 +171,11 @@ def paste(weights: Array, values: Array, *, rate: int, stride: int = 1) -> Array
   pasted = pasted.reshape(n, hf, wf, 2, rate, 2, rate, cv)
   # Patch row a = a1 * rate + a0 of query i lands on output row rate * (i + a1) + a0
   # (before cropping): four block-shifted copies summed.
-  out = jnp.zeros((n, hf + 1, rate, wf + 1, rate, cv), jnp.float32)
+  out = 0.0
   for a1 in range(2):
     for b1 in range(2):
       block = pasted[:, :, :, a1, :, b1].transpose(0, 1, 3, 2, 4, 5)  # (n, hf, r, wf, r, c)
-      out = out.at[:, a1:a1 + hf, :, b1:b1 + wf].add(block)
+      out = out + jnp.pad(block, ((0, 0), (a1, 1 - a1), (0, 0), (b1, 1 - b1), (0, 0), (0, 0)))
   out = out.reshape(n, (hf + 1) * rate, (wf + 1) * rate, cv)
   # TF conv2d_transpose "SAME" crops the padding of the matching forward conv.
   top = same_pad(rate * hf, k, rate)[0]

@@ -63,8 +63,33 @@ def param_count(c_in: int, kernels: Sequence[int], groups: Sequence[int],
              for k, g, c in zip(kernels, groups, splits, strict=True))
 
 
+IMPLS = ("auto", "grouped", "dense")
+
+
+def block_diagonal(kernel: Array, groups: int) -> Array:
+  """(k, k, C_in / g, C_out) grouped kernel -> the equivalent dense (k, k, C_in, C_out).
+
+  Output channels [j C_out / g, (j + 1) C_out / g) read input channels
+  [j C_in / g, (j + 1) C_in / g) only, as in a grouped convolution; the rest is zero.
+  """
+  k1, k2, cg, c_out = kernel.shape
+  og = c_out // groups
+  blocks = kernel.reshape(k1, k2, cg, groups, og)
+  eye = jnp.eye(groups, dtype=kernel.dtype)
+  # dense[.., j * cg + i, j2 * og + o] = blocks[.., i, j2, o] * [j == j2]
+  dense = jnp.einsum("abigo,jg->abjigo", blocks, eye)
+  return dense.reshape(k1, k2, groups * cg, c_out)
+
+
 class GroupedConv(nn.Module):
-  """PyTorch `Conv2d(k, stride, padding=k // 2, groups=g)`, zero padding, NHWC."""
+  """PyTorch `Conv2d(k, stride, padding=k // 2, groups=g)`, zero padding, NHWC.
+
+  `impl`: "grouped" runs XLA's grouped convolution; "dense" runs one dense convolution with
+  the block-diagonal kernel (`block_diagonal`; g times the multiplications, but XLA's CPU
+  backend runs grouped convolutions and their gradients an order of magnitude slower than
+  dense ones at our sizes); "auto" picks dense on CPU and grouped elsewhere. The parameters
+  and results are the same.
+  """
 
   features: int
   kernel_size: int
@@ -72,6 +97,7 @@ class GroupedConv(nn.Module):
   strides: int = 1
   use_bias: bool = False
   dtype: Any = None
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -85,6 +111,11 @@ class GroupedConv(nn.Module):
     bias = (self.param("bias", torch_bias_init(c_in // g * k * k), (self.features,),
                        jnp.float32) if self.use_bias else None)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    if self.impl not in IMPLS:
+      raise ValueError(f"PyConv: impl must be one of {', '.join(IMPLS)}, got {self.impl!r}")
+    dense = self.impl == "dense" or (self.impl == "auto" and jax.default_backend() == "cpu")
+    if dense and g > 1:
+      kernel, g = block_diagonal(kernel, g), 1
     p = k // 2
     y = lax.conv_general_dilated(x, kernel, (self.strides, self.strides), ((p, p), (p, p)),
                                  dimension_numbers=("NHWC", "HWIO", "NHWC"),
@@ -103,6 +134,7 @@ class PyConv(nn.Module):
     strides: stride of every branch.
     use_bias: bias on every branch (the reference: none).
     dtype: computation dtype (None: promote input and params).
+    impl: how grouped branches run: auto | grouped | dense (see `GroupedConv`).
   """
 
   features: int
@@ -112,6 +144,7 @@ class PyConv(nn.Module):
   strides: int = 1
   use_bias: bool = False
   dtype: Any = None
+  impl: str = "auto"
 
   def branch_splits(self) -> tuple[int, ...]:
     if self.splits is not None:
@@ -135,6 +168,7 @@ class PyConv(nn.Module):
   def __call__(self, x: Array) -> Array:
     """(N, H, W, C_in) -> (N, ceil(H / strides), ceil(W / strides), features)."""
     splits = self.branch_splits()
-    outs = [GroupedConv(c, k, g, self.strides, self.use_bias, self.dtype, name=f"branch_{i}")(x)
+    outs = [GroupedConv(c, k, g, self.strides, self.use_bias, self.dtype, self.impl,
+                        name=f"branch_{i}")(x)
             for i, (k, g, c) in enumerate(zip(self.kernels, self.groups, splits, strict=True))]
     return jnp.concatenate(outs, axis=-1)
