@@ -38,6 +38,7 @@ boxes 50/50 (`lama_mixed`, scaled to the image size in demo / tiny).
 
 import ml_collections
 
+from inpaint_jax import eval_mode
 from inpaint_jax.config_lib import parse_arg, term
 from inpaint_jax.optim import optim_group
 
@@ -104,7 +105,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.discriminator = ml_collections.ConfigDict(dict(name="none"))
     del c.optim["d"]
 
+  # `--mode=eval`: PSNR / SSIM / L1 of the composite on fixed mask sets (LPIPS and FID
+  # need converted weight files, see "Evaluation").
+  c.eval = eval_mode.eval_config()
+  c.eval.masks = "thick_256"
+  c.eval.metrics = "psnr,ssim,l1"
+  c.eval_every_steps = 0
+
   if small:
+    c.eval.masks = "irregular_20_30"
     c.batch_size = 4
     c.total_steps = 300
     c.checkpoint_every_steps = 150
