@@ -22,8 +22,7 @@ we chose the rest (README section "DPNet" says which is which):
     at once: 2x2 patches of e_l back into this level and 4x4 patches of the finer e_{l-1}
     (stride 2) into the next level's skip, so the finer patches come directly from a learned
     layer instead of a downscaled copy. Both are added with learnt scales initialised at 0;
-  output: nearest x2, concat x_0 (plus the attended finer features when PAM runs at level
-    0), 3x3 conv -> 3 channels (bias), sigmoid.
+  output: nearest x2, concat x_0, 3x3 conv -> 3 channels (bias), sigmoid.
 
 Dynamic normalisation = region normalisation (`region_norm.RegionNorm`: separate statistics
 and affine parameters for the valid and hole regions) driven by the *updated* mask of the
@@ -226,10 +225,7 @@ class DPNet(nn.Module):
       x = nn.leaky_relu(self._norm(x, masks[lv], known, f"dec_{lv}_norm", train), 0.2)
       if self.pam and lv in self.pam_levels:
         x, fine[lv - 1] = self._pam(x, feats, mask, lv)
-    out_skip = x0.astype(dt)
-    if -1 in fine:  # never with validated pam_levels; kept for clarity
-      out_skip = out_skip + fine.pop(-1).astype(dt)
-    x = jnp.concatenate([upsample_nearest2x(x), out_skip], axis=-1)
+    x = jnp.concatenate([upsample_nearest2x(x), x0.astype(dt)], axis=-1)
     x = Conv(self.c_img, 3, padding=1, dtype=self.dtype, name="out")(x)
     return {"pred": jax.nn.sigmoid(x.astype(jnp.float32))}
 
