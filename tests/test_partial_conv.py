@@ -9,6 +9,8 @@ import pytest
 
 from inpaint_jax.models.partial_conv import PartialConv, mask_update
 
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 
 def _reference(x, mask, kernel, bias, stride, pad, dilation, multi_channel):
   """Window-by-window partial convolution in float64 (NHWC, HWIO), as NVIDIA's code.
@@ -73,11 +75,11 @@ def test_matches_direct_computation(k, stride, pad, dil, bias, multi):
   x, mask = _data(k + stride, multi_channel=multi)
   layer = PartialConv(5, k, strides=stride, padding=pad, kernel_dilation=dil, use_bias=bias,
                       multi_channel=multi)
-  params = layer.init(jax.random.key(0), x, mask)["params"]
+  params = jax.jit(layer.init)(jax.random.key(0), x, mask)["params"]
   if bias:
     # PyTorch's default init gives a small bias; make it visible.
     params = {**params, "bias": jnp.linspace(-1.0, 1.0, 5)}
-  out, new_mask = layer.apply({"params": params}, x, mask)
+  out, new_mask = jax.jit(layer.apply)({"params": params}, x, mask)
   ref_out, ref_mask = _reference(x, mask, params["kernel"], params.get("bias"), stride, pad,
                                  dil, multi)
   assert out.shape == ref_out.shape and new_mask.shape == ref_mask.shape
