@@ -81,5 +81,6 @@ from inpaint_jax import (  # noqa: E402  pylint: disable=g-import-not-at-top
     dcf_adapter,  # noqa: F401
     dfnet_adapter,  # noqa: F401
     dgfnet_adapter,  # noqa: F401
+    dpnet_adapter,  # noqa: F401
     rfr_adapter,  # noqa: F401
 )

@@ -6,6 +6,7 @@ from inpaint_jax.models import (
     dfnet,  # noqa: F401
     dgfnet,  # noqa: F401
     discriminators,  # noqa: F401
+    dpnet,  # noqa: F401
     lama,  # noqa: F401
     resnet,  # noqa: F401
     rfr,  # noqa: F401
