@@ -11,9 +11,11 @@ Variants (the text after ':', then optional `key=value` arguments):
   tiny      a very small variant for tests (32 px, 2 refinement stages, D stepped every
             iteration with the generator's outputs, so one program compiles; 4 steps).
 Arguments: `vgg19=PATH` (torchvision `vgg19-dcbb9e9d.pth`, a `.npz` or a converted
-directory) switches on the perceptual and style terms in demo / tiny (the published
-variants always have them and need the path to train); `fixed=True` applies the fixes to
-any variant (e.g. `demo,fixed`).
+directory) gives the perceptual and style terms the published weights: the published
+variants need it to train; `demo` without it uses a seeded random VGG-19 (`vgg19=random`,
+so every term is computed and logged, though not with the published features); `tiny`
+leaves both terms out unless given a path. `fixed=True` applies the fixes to any variant
+(e.g. `demo,fixed`).
 
 Run:
   python -m inpaint_jax.main --config=configs/dcf.py --mode=summary --workdir=/tmp/s
@@ -139,10 +141,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.phases = ml_collections.ConfigDict()
   c.inference = ml_collections.ConfigDict()
 
-  vgg = not small or bool(a.vgg19)
+  # The demo computes all nine terms out of the box: without `vgg19=PATH` its VGG-19 has
+  # seeded random weights (`vgg19=random`); `tiny` leaves the two VGG terms out unless
+  # given a path (they add compile time to every test).
+  vgg_path = a.vgg19 or ("random" if a.variant == "demo" else "")
+  vgg = a.variant != "tiny" or bool(a.vgg19)
   c.frozen = ml_collections.ConfigDict()
   if vgg:
-    c.frozen.vgg19 = dict(kind="vgg19", path=a.vgg19)
+    c.frozen.vgg19 = dict(kind="vgg19", path=vgg_path)
 
   c.losses = ml_collections.ConfigDict()
   c.losses.generator = ml_collections.ConfigDict(recipe(value_range, iters, vgg))

@@ -169,3 +169,35 @@ def test_converter_rejects_other_state_dicts():
     DCF(encoder_depths=(4, 6, 8, 8), decoder_depths=(8, 6, 4, 4), hidden_dim=6).init(
         jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 32, 32, 1)),
         train=False)
+
+
+def test_demo_computes_all_nine_terms_with_a_random_vgg_without_weights():
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+
+  from inpaint_jax import frozen  # pylint: disable=g-import-not-at-top
+
+  path = pathlib.Path(__file__).parent.parent / "configs" / "dcf.py"
+  spec = importlib.util.spec_from_file_location("dcf_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("demo")
+  labels = {label.split("_")[0] if label.startswith("progressive") else label
+            for label in config.losses.generator}
+  assert {"charbonnier", "pixel_fft", "perceptual", "style", "boundary", "smooth_transition",
+          "color_consistency", "progressive", "adv_g"} <= labels
+  assert config.frozen.vgg19.path == "random"
+  assert "perceptual" not in module.get_config("tiny").losses.generator
+
+  backbones = frozen.build_backbones(config.frozen)
+  first, again = backbones["vgg19"].load(), backbones["vgg19"].load()
+  assert len(first["params"]) == 16  # every conv layer of VGG-19, seeded: reproducible
+  for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again), strict=True):
+    np.testing.assert_array_equal(a, b)
+  net = frozen.bind({"vgg19": backbones["vgg19"].module}, {"vgg19": first})
+  image = jnp.asarray(np.random.default_rng(0).random((1, 16, 16, 3)), jnp.float32)
+  inputs = losses.LossInputs(image=image, mask=jnp.ones((1, 16, 16, 1)),
+                             outputs={"pred": image[:, ::-1]}, frozen=net)
+  total, _ = losses.evaluate({"perceptual": config.losses.generator.perceptual,
+                              "style": config.losses.generator.style}, inputs)
+  assert np.isfinite(float(total)) and float(total) > 0

@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 # Channels per conv of each block; "M" (a pool) ends every block.
 CONFIGS: dict[int, tuple[tuple[int, ...], ...]] = {
@@ -154,6 +155,21 @@ def load_torchvision(path: str, depth: int = 16, field: str = "path") -> dict[st
                                   lambda sd: {"params": params_from_torch(sd, depth)})
 
 
+# `path=RANDOM_WEIGHTS`: seeded random weights instead of the published ones, so that a
+# CPU demo or a test without the (downloaded) ImageNet weights still computes and logs
+# every VGG term. A perceptual loss on a random network is not the published recipe.
+RANDOM_WEIGHTS = "random"
+
+
+def random_variables(depth: int, seed: int = 0) -> dict[str, Any]:
+  """`{"params": ...}` of every layer of `VGG(depth)`, Flax's default init from `seed`."""
+  logging.warning("VGG-%d with random weights (path=%r): the perceptual and style terms "
+                  "are not the published ones.", depth, RANDOM_WEIGHTS)
+  module = VGG(depth, (layer_names(depth)[-1],))
+  variables = module.init(jax.random.PRNGKey(seed), jnp.zeros((1, 32, 32, 3), jnp.float32))
+  return {"params": jax.tree.map(np.asarray, variables["params"])}
+
+
 def _register(depth: int) -> None:
   from inpaint_jax import frozen  # pylint: disable=g-import-not-at-top
   from inpaint_jax.registry import BACKBONES  # pylint: disable=g-import-not-at-top
@@ -170,6 +186,8 @@ def _register(depth: int) -> None:
       raise ValueError(f"config field(s) {', '.join(sorted(cfg))} of a vgg{depth} backbone: "
                        "unknown; accepted: kind, path, outputs, imagenet_normalize")
     module = VGG(depth, outputs, imagenet_normalize=norm)
+    if path == RANDOM_WEIGHTS:
+      return frozen.Backbone(module=module, load=lambda: random_variables(depth))
     return frozen.Backbone(module=module, load=lambda: load_torchvision(path, depth, field))
 
 
