@@ -18,6 +18,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST_COMPILE_ENV = {"JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
 
 
+def config_module(family: str):
+  """The module `configs/<family>.py` (configs are files, not a package)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  path = os.path.join(REPO, "configs", f"{family}.py")
+  spec = importlib.util.spec_from_file_location(f"{family}_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def tiny_config(variant="tiny", **overrides):
   """configs/lama.py:<variant> with `overrides` applied (dotted keys)."""
   sys.path.insert(0, REPO)

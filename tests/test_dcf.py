@@ -17,6 +17,7 @@ from inpaint_jax.data.dcf_masks import DCFRandomWalkMasks
 from inpaint_jax.models.dcf import DCF
 from inpaint_jax.models.norm import BatchNorm
 from inpaint_jax.registry import AUGMENTATIONS, MASK_GENERATORS
+from tests import helpers
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
@@ -172,15 +173,9 @@ def test_converter_rejects_other_state_dicts():
 
 
 def test_demo_computes_all_nine_terms_with_a_random_vgg_without_weights():
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  import pathlib  # pylint: disable=g-import-not-at-top
-
   from inpaint_jax import frozen  # pylint: disable=g-import-not-at-top
 
-  path = pathlib.Path(__file__).parent.parent / "configs" / "dcf.py"
-  spec = importlib.util.spec_from_file_location("dcf_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = helpers.config_module("dcf")
   config = module.get_config("demo")
   labels = {label.split("_")[0] if label.startswith("progressive") else label
             for label in config.losses.generator}

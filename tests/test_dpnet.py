@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -14,13 +12,11 @@ import pytest
 from inpaint_jax import adapters, cli_modes, system
 from inpaint_jax.models.dpnet import DPNet, DPNetPatchDiscriminator, patch_probability
 from inpaint_jax.models.pyconv import PyConv, param_count, pyramid
+from tests import helpers
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
-ROOT = pathlib.Path(__file__).parent.parent
-_SPEC = importlib.util.spec_from_file_location("dpnet_config", ROOT / "configs" / "dpnet.py")
-dpnet_config = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(dpnet_config)
+dpnet_config = helpers.config_module("dpnet")
 
 SMALL = dict(widths=(16, 64, 64, 64))  # 32 px, PAM at 4 x 4 and 8 x 8
 

@@ -15,7 +15,6 @@ checks the scores. Run with `pytest -s` to see the measured errors.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 
@@ -27,11 +26,11 @@ import pytest
 from inpaint_jax import losses
 from inpaint_jax.convert import dcf as convert_dcf
 from inpaint_jax.models.dcf import DCF, DCFPatchDiscriminator, dynamic_scales, mask_geometry
+from tests import helpers
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
 GOLDEN = pathlib.Path(__file__).parent / "data" / "dcf_small.npz"
-ROOT = pathlib.Path(__file__).parent.parent
 ATOL = 1e-5        # final / raw outputs, blend map
 TAP_RTOL = 1e-5    # taps and stage features, relative to the tap's largest value (up to 17)
 STAGE_ATOL = 5e-5  # stage outputs (three attention stages and a x16 upsampling)
@@ -55,9 +54,7 @@ def err(got, ref: np.ndarray) -> float:
 
 
 def load_dcf_config(arg: str):
-  spec = importlib.util.spec_from_file_location("dcf_config", ROOT / "configs" / "dcf.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = helpers.config_module("dcf")
   return module.get_config(arg)
 
 

@@ -9,7 +9,6 @@ generator's output dict), with the stored results standing in for the generator.
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 
 import jax
@@ -22,12 +21,11 @@ pytest.importorskip("inpaint_jax.losses.perceptual", reason="needs the VGG perce
 from inpaint_jax import frozen  # noqa: E402
 from inpaint_jax.losses import recipe  # noqa: E402
 from inpaint_jax.models import vgg  # noqa: E402
+from tests import helpers
 
 ROOT = pathlib.Path(__file__).parent.parent
 GOLDEN = ROOT / "tests" / "data" / "dfnet_small.npz"
-_SPEC = importlib.util.spec_from_file_location("dfnet_config", ROOT / "configs" / "dfnet.py")
-dfnet_config = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(dfnet_config)
+dfnet_config = helpers.config_module("dfnet")
 LOSS_RTOL = 1e-5
 GRAD_RTOL = 1e-4
 # At 64 px one max-pool window of relu2_2 (example 0, pool2 pixel (4, 3), channel 2) holds

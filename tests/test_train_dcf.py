@@ -6,9 +6,6 @@ every-2nd-iteration schedule is the trainer's `d_every`, tested in test_train.py
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
@@ -17,10 +14,7 @@ from tests import helpers
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
-ROOT = pathlib.Path(__file__).parent.parent
-_SPEC = importlib.util.spec_from_file_location("dcf_config", ROOT / "configs" / "dcf.py")
-dcf_config = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(dcf_config)
+dcf_config = helpers.config_module("dcf")
 
 # The nine official terms; the VGG ones need the VGG-19 weights (`vgg19=PATH`).
 LOGGED = ("charbonnier", "pixel_fft", "pixel_fft_freq", "boundary", "smooth_transition",

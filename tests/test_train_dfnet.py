@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
@@ -14,10 +11,7 @@ from tests import helpers
 pytest.importorskip("inpaint_jax.losses.perceptual", reason="needs the DFNet loss terms")
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
-ROOT = pathlib.Path(__file__).parent.parent
-_SPEC = importlib.util.spec_from_file_location("dfnet_config", ROOT / "configs" / "dfnet.py")
-dfnet_config = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(dfnet_config)
+dfnet_config = helpers.config_module("dfnet")
 
 
 def test_tiny_sngan_run_logs_every_term_and_trains_d(tmp_path):

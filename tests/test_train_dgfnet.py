@@ -3,7 +3,6 @@ the BN-frozen fine-tuning phase switches the rates."""
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 
 import jax
@@ -18,10 +17,7 @@ from tests import helpers
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fast_compile")]
 
-ROOT = pathlib.Path(__file__).parent.parent
-_SPEC = importlib.util.spec_from_file_location("dgfnet_config", ROOT / "configs" / "dgfnet.py")
-dgfnet_config = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(dgfnet_config)
+dgfnet_config = helpers.config_module("dgfnet")
 
 
 def _random_vgg16(path: pathlib.Path) -> str:

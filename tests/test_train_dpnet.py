@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
@@ -13,10 +10,7 @@ from tests import helpers
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
-ROOT = pathlib.Path(__file__).parent.parent
-_SPEC = importlib.util.spec_from_file_location("dpnet_config", ROOT / "configs" / "dpnet.py")
-dpnet_config = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(dpnet_config)
+dpnet_config = helpers.config_module("dpnet")
 
 
 def test_tiny_run_logs_every_term_and_trains_everything(tmp_path):

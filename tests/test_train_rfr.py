@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,10 +15,7 @@ from tests import helpers
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
-ROOT = pathlib.Path(__file__).parent.parent
-_SPEC = importlib.util.spec_from_file_location("rfr_config", ROOT / "configs" / "rfr.py")
-rfr_config = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(rfr_config)
+rfr_config = helpers.config_module("rfr")
 
 
 def _n_params(fields) -> int:

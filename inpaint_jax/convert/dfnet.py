@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from inpaint_jax.convert.tree import set_path, unused_tensors
 from inpaint_jax.models.dfnet import encoder_widths
 
 Variables = dict[str, Any]
@@ -207,14 +208,10 @@ def variables_from_torch(state_dict: Mapping[str, Any], *, norm: str | None = No
     elif kind == "convT":
       value = value.transpose(2, 3, 0, 1)
     used.add(key)
-    node = variables
-    for p in path[:-1]:
-      node = node.setdefault(p, {})
-    node[path[-1]] = np.ascontiguousarray(value)
-  unknown = sorted(k for k in sd if k not in used and not k.endswith("num_batches_tracked"))
-  if unknown:
-    raise DFNetCheckpointError(f"unexpected tensors in the state_dict: {unknown[:8]}"
-                               f"{' ...' if len(unknown) > 8 else ''}")
+    set_path(variables, path, np.ascontiguousarray(value))
+  message = unused_tensors(sd, used)
+  if message:
+    raise DFNetCheckpointError(message)
   if not variables["batch_stats"]:
     del variables["batch_stats"]
   return config, variables

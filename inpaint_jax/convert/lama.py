@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inpaint_jax.convert.tree import set_path
 from inpaint_jax.models.discriminators import NLayerDiscriminator
 from inpaint_jax.models.lama import FFCResNetGenerator
 
@@ -58,12 +59,6 @@ def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()):
       yield from _flatten(v, prefix + (k,))
     else:
       yield prefix + (k,), v
-
-
-def _set(tree: dict, path: tuple[str, ...], value) -> None:
-  for k in path[:-1]:
-    tree = tree.setdefault(k, {})
-  tree[path[-1]] = value
 
 
 def _strip_prefix(state_dict: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -121,7 +116,7 @@ def _convert_from_torch(state_dict: Mapping[str, Any], expected: Variables,
       if tuple(got.shape) != want:
         mismatched.append(f"{key}: expected {want}, got {tuple(got.shape)}")
         continue
-      _set(out.setdefault(col, {}), path, _from_torch_value(path, got, t))
+      set_path(out.setdefault(col, {}), path, _from_torch_value(path, got, t))
   unexpected = sorted(set(sd) - used)
   if missing or unexpected or mismatched:
     lines = [f"{what}: the PyTorch state_dict does not match the model."]

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inpaint_jax.convert.tree import set_path, unused_tensors
 from inpaint_jax.models.rfr import RFRNet
 
 Variables = dict[str, Any]
@@ -122,14 +123,10 @@ def variables_from_torch(state_dict: Mapping[str, Any], *, n_rec: int = 6
       raise RFRCheckpointError(f"{key}: shape {np.shape(sd[key])} does not fit the network "
                                f"inferred from the other tensors ({fields})")
     used.add(key)
-    node = variables
-    for p in path[:-1]:
-      node = node.setdefault(p, {})
-    node[path[-1]] = np.ascontiguousarray(value)
-  unknown = sorted(k for k in sd if k not in used and not k.endswith("num_batches_tracked"))
-  if unknown:
-    raise RFRCheckpointError(f"unexpected tensors in the state_dict: {unknown[:8]}"
-                             f"{' ...' if len(unknown) > 8 else ''}")
+    set_path(variables, path, np.ascontiguousarray(value))
+  message = unused_tensors(sd, used)
+  if message:
+    raise RFRCheckpointError(message)
   return fields, variables
 
 
