@@ -58,7 +58,7 @@ PyTorch skips parameters without a gradient); no mixed precision.
 import ml_collections
 from ml_collections import config_dict
 
-from inpaint_jax.config_lib import parse_arg, set_run_length, term
+from inpaint_jax.config_lib import parse_arg, set_run_length, term, vgg_weights
 from inpaint_jax.optim import optim_group
 
 VARIANTS = ("official", "fixed", "demo", "tiny")
@@ -141,11 +141,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.phases = ml_collections.ConfigDict()
   c.inference = ml_collections.ConfigDict()
 
-  # The demo computes all nine terms out of the box: without `vgg19=PATH` its VGG-19 has
-  # seeded random weights (`vgg19=random`); `tiny` leaves the two VGG terms out unless
-  # given a path (they add compile time to every test).
-  vgg_path = a.vgg19 or ("random" if a.variant == "demo" else "")
-  vgg = a.variant != "tiny" or bool(a.vgg19)
+  # The demo computes all nine terms out of the box (config_lib.vgg_weights).
+  vgg, vgg_path = vgg_weights(a.variant, a.vgg19)
   c.frozen = ml_collections.ConfigDict()
   if vgg:
     c.frozen.vgg19 = dict(kind="vgg19", path=vgg_path)

@@ -9,8 +9,10 @@ Variants (the text after ':', then optional `key=value` arguments):
   tiny        a very small variant for tests (32 px, 4 steps).
 Arguments: `no_dpfm` / `no_texture` combine with demo and tiny (`demo,no_texture`);
 `vgg16=PATH` (torchvision `vgg16-397923af.pth`, a `.npz` or a converted directory)
-switches on the VGG-16 perceptual and style terms in demo / tiny (the published variants
-always have them and need the path). So the paper's Table 2 ablation is three runs:
+gives the VGG-16 perceptual and style terms their published weights (the published
+variants need it to train; `demo` without it runs them on a seeded random VGG-16,
+`vgg16=random`, so every term is logged; `tiny` leaves them out).
+So the paper's Table 2 ablation is three runs:
 `configs/dgfnet.py:no_texture`, `:no_dpfm` and `:full`.
 
 Run:
@@ -33,7 +35,7 @@ Our choices where the paper is silent are listed in the README section "DGFNet".
 
 import ml_collections
 
-from inpaint_jax.config_lib import parse_arg, set_run_length, term
+from inpaint_jax.config_lib import parse_arg, set_run_length, term, vgg_weights
 from inpaint_jax.optim import optim_group
 
 VARIANTS = ("full", "no_dpfm", "no_texture", "demo", "tiny")
@@ -103,10 +105,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.phases.finetune = dict(start_step=FINETUNE_STEP, freeze_bn=True,
                            lr=dict(g=FINETUNE_LR, d=FINETUNE_LR))
 
-  vgg = not small or bool(a.vgg16)
+  vgg, vgg_path = vgg_weights(a.variant, a.vgg16)
   c.frozen = ml_collections.ConfigDict()
   if vgg:
-    c.frozen.vgg16 = dict(kind="vgg16", path=a.vgg16)
+    c.frozen.vgg16 = dict(kind="vgg16", path=vgg_path)
   g = branch_terms("coarse_", "coarse", 6.0, 1.0, vgg)
   if not a.no_texture:
     g.update(branch_terms("texture_", "texture", 50.0, 50.0, vgg, target="texture_target"))

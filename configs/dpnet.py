@@ -16,8 +16,10 @@ Ablation arguments (each idea switched off on its own, any variant):
                       input mask resized to each level; batch: BatchNorm) instead of the
                       encoder's updated masks
 Other arguments: `vgg16=PATH` (torchvision `vgg16-397923af.pth`, a `.npz` or a converted
-directory) switches on the perceptual and style terms in demo / tiny (the default variant
-always has them and needs the path); `gan=False` drops the discriminator.
+directory) gives the perceptual and style terms their published weights (the default
+variant needs it to train; `demo` without it runs them on a seeded random VGG-16,
+`vgg16=random`, so every term is logged; `tiny` leaves them out);
+`gan=False` drops the discriminator.
 
 Run:
   python -m inpaint_jax.main --config=configs/dpnet.py --mode=summary --workdir=/tmp/s
@@ -39,7 +41,7 @@ boxes 50/50 (`lama_mixed`, scaled to the image size in demo / tiny).
 import ml_collections
 
 from inpaint_jax import eval_mode
-from inpaint_jax.config_lib import parse_arg, set_run_length, term
+from inpaint_jax.config_lib import parse_arg, set_run_length, term, vgg_weights
 from inpaint_jax.optim import optim_group
 
 VARIANTS = ("default", "demo", "tiny")
@@ -81,10 +83,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       d_every=1, n_critic=1, critic_batches="fresh", fresh_fake_for_d=False, ema_decay=0.0))
   c.batchnorm = ml_collections.ConfigDict(dict(group_size=0))  # only static_norm=batch
 
-  vgg = not small or bool(a.vgg16)
+  vgg, vgg_path = vgg_weights(a.variant, a.vgg16)
   c.frozen = ml_collections.ConfigDict()
   if vgg:
-    c.frozen.vgg16 = dict(kind="vgg16", path=a.vgg16)
+    c.frozen.vgg16 = dict(kind="vgg16", path=vgg_path)
 
   g = dict(hole=term("hole_l1", 6.0), valid=term("valid_l1", 1.0),
            tv=term("total_variation", 0.1, output="composite", form="rfr", region="hole"))

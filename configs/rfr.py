@@ -8,8 +8,10 @@ Variants (the text after ':', then optional `key=value` arguments):
   demo         a narrow CPU variant for the quick start (64 px, ngf 16, minutes on 2 cores).
   tiny         a very narrow variant for tests (32 px, ngf 4, 2 recurrences, 4 steps).
 Arguments: `vgg16=PATH` (torchvision `vgg16-397923af.pth`, a `.npz` or a converted
-directory) switches on the VGG-16 perceptual and style terms in demo/tiny (the published
-variants always have them and need the path); `iters=MAIN+FINETUNE` (e.g. `350000+150000`
+directory) gives the VGG-16 perceptual and style terms their published weights (the
+published variants need it to train; `demo` without it runs them on a seeded random VGG-16,
+`vgg16=random`, so every term is logged; `tiny` leaves them out);
+`iters=MAIN+FINETUNE` (e.g. `350000+150000`
 for CelebA, `2000000+1000000` for Places2) sets the two phases' lengths.
 
 Run:
@@ -37,7 +39,7 @@ takes random square crops); the two phases run in one job rather than two.
 
 import ml_collections
 
-from inpaint_jax.config_lib import parse_arg, set_run_length, term
+from inpaint_jax.config_lib import parse_arg, set_run_length, term, vgg_weights
 from inpaint_jax.optim import optim_group
 
 VARIANTS = ("paris", "small_holes", "demo", "tiny")
@@ -110,10 +112,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if fine_iters:
     c.phases.finetune = dict(start_step=main_iters, freeze_bn=True, lr={"g": 5e-5})
 
-  vgg = not small or bool(a.vgg16)
+  vgg, vgg_path = vgg_weights(a.variant, a.vgg16)
   c.frozen = ml_collections.ConfigDict()
   if vgg:
-    c.frozen.vgg16 = dict(kind="vgg16", path=a.vgg16)
+    c.frozen.vgg16 = dict(kind="vgg16", path=vgg_path)
   c.losses = ml_collections.ConfigDict()
   c.losses.generator = ml_collections.ConfigDict(rfr_terms(vgg))
   c.losses.discriminator = ml_collections.ConfigDict()

@@ -92,6 +92,33 @@ def set_run_length(c: ml_collections.ConfigDict, preset: str, **overrides: Any) 
     setattr(c, key, value)
 
 
+def vgg_weights(variant: str, path: str) -> tuple[bool, str]:
+  """Whether a family's VGG loss terms are on, and the weights path of its VGG backbone.
+
+  The published variants always have the terms (training needs the ImageNet weights
+  file). Without a path, `demo` runs them on seeded random weights (`"random"`, see
+  `models.vgg.RANDOM_WEIGHTS`) so every term of the recipe is computed and logged out of
+  the box, and `tiny` (the tests) leaves them out. `none` leaves them out of `demo` too.
+
+  Args:
+    variant: the config variant.
+    path: the `vgg16=` / `vgg19=` argument ("" when not given).
+
+  Returns:
+    (terms on, backbone path).
+  """
+  if path == "none":
+    if variant not in ("demo", "tiny"):
+      raise ValueError(f"vgg weights 'none' leave the published recipe; accepted only with "
+                       f"the demo and tiny variants, not {variant!r}")
+    return False, ""
+  if variant == "tiny":
+    return bool(path), path
+  if variant == "demo":
+    return True, path or "random"
+  return True, path
+
+
 def recipe_items(recipe: Mapping[str, Any]) -> list[tuple[str, str, float, dict[str, Any]]]:
   """Returns the recipe as (label, fn name, weight, options) in a stable order."""
   items = []

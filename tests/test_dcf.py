@@ -196,3 +196,15 @@ def test_demo_computes_all_nine_terms_with_a_random_vgg_without_weights():
   total, _ = losses.evaluate({"perceptual": config.losses.generator.perceptual,
                               "style": config.losses.generator.style}, inputs)
   assert np.isfinite(float(total)) and float(total) > 0
+
+
+def test_vgg_weights_choice_per_variant():
+  from inpaint_jax.config_lib import vgg_weights  # pylint: disable=g-import-not-at-top
+
+  assert vgg_weights("demo", "") == (True, "random")
+  assert vgg_weights("demo", "none") == (False, "")
+  assert vgg_weights("tiny", "") == (False, "")
+  assert vgg_weights("tiny", "/w/vgg.pth") == (True, "/w/vgg.pth")
+  assert vgg_weights("official", "") == (True, "")  # training then asks for the file
+  with pytest.raises(ValueError, match="demo and tiny"):
+    vgg_weights("official", "none")
