@@ -155,17 +155,7 @@ def select_output(inputs: LossInputs, output: str, label: str = "") -> LossInput
     raise ValueError(f"{where}output={output!r}: the generator returns no {name!r}; it "
                      f"returns: {', '.join(sorted(outputs))} (and composite)")
   else:
-    value = outputs[name]
-    if index is not None:
-      if not isinstance(value, list | tuple):
-        raise ValueError(f"{where}output={output!r}: {name!r} is not a list")
-      i = int(index)
-      if not -len(value) <= i < len(value):
-        raise ValueError(f"{where}output={output!r}: {name!r} has {len(value)} items")
-      value = value[i]
-    elif isinstance(value, list | tuple):
-      raise ValueError(f"{where}output={output!r}: {name!r} is a list of {len(value)}; "
-                       f"pick one with {name}[i]")
+    value = _lookup(outputs, output, "output", where)
   h, w = value.shape[1:3]
   image, mask = inputs.image, inputs.mask
   if (h, w) != image.shape[1:3]:
