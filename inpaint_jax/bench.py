@@ -266,7 +266,8 @@ def bench(config, *, mode: str, size: int | None = None, batch: int | None = Non
                 generator=config.generator.get("name", ""), size=config.data.image_size,
                 batch=config.batch_size, dtype=str(config.get("dtype", "float32")),
                 runs=runs, device_kind=device.device_kind, platform=device.platform,
-                device_count=jax.device_count(), cpu_count=os.cpu_count())
+                device_count=jax.device_count(), cpu_count=os.cpu_count(),
+                xla_flags=os.environ.get("XLA_FLAGS", ""))
   return {**header, **result, "rss_peak_mb": _round(_rss_peak_mb()),
           "loadavg": [load0, _loadavg()]}
 

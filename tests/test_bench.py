@@ -14,7 +14,8 @@ from inpaint_jax import bench
 from tests.helpers import FAST_COMPILE_ENV, REPO, tiny_config
 
 REQUIRED = {"median_s", "min_s", "max_s", "compile_s", "gflop", "gflops_per_s", "peak_mem_mb",
-            "device_kind", "mode", "size", "batch", "dtype", "runs", "cpu_util", "loadavg"}
+            "device_kind", "mode", "size", "batch", "dtype", "runs", "cpu_util", "loadavg",
+            "xla_flags"}
 
 
 @pytest.fixture(autouse=True, scope="module")
