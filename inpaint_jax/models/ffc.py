@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
-from inpaint_jax.models.layers import Conv
+from inpaint_jax.models.layers import Conv, conv_sum
 from inpaint_jax.models.norm import BatchNorm
 
 Array = jax.Array
@@ -222,20 +222,26 @@ class FFC(nn.Module):
                        f"match ratio_gin={self.ratio_gin}")
     out_cl, out_cg = split_channels(self.features, self.ratio_gout)
 
+    def conv_args(features):
+      return dict(features=features, kernel_size=self.kernel_size, strides=self.stride,
+                  padding=self.padding, padding_mode=self.padding_type,
+                  kernel_dilation=self.dilation, use_bias=self.use_bias, dtype=self.dtype)
+
     def spatial(name, features):
-      return Conv(features, self.kernel_size, strides=self.stride, padding=self.padding,
-                  padding_mode=self.padding_type, kernel_dilation=self.dilation,
-                  use_bias=self.use_bias, dtype=self.dtype, name=name)
+      return Conv(**conv_args(features), name=name)
 
     def add(a, b):
       return b if a is None else (a if b is None else a + b)
 
     out_l = out_g = None
-    if self.ratio_gout != 1:
-      if in_cl and out_cl:
+    if self.ratio_gout != 1 and out_cl:
+      if in_cl and in_cg:
+        # convl2l(x_l) + convg2l(x_g) as one convolution of [x_l, x_g] (same params).
+        out_l = conv_sum([x_l, x_g], ["convl2l", "convg2l"], **conv_args(out_cl))
+      elif in_cl:
         out_l = spatial("convl2l", out_cl)(x_l)
-      if in_cg and out_cl:
-        out_l = add(out_l, spatial("convg2l", out_cl)(x_g))
+      elif in_cg:
+        out_l = spatial("convg2l", out_cl)(x_g)
     if self.ratio_gout != 0:
       if in_cl and out_cg:
         if self.l2g_spectral:
