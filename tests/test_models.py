@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,7 +22,7 @@ from inpaint_jax.convert.lama import (
 from inpaint_jax.models.discriminators import NLayerDiscriminator
 from inpaint_jax.models.ffc import FourierUnit, SpectralTransform
 from inpaint_jax.models.lama import FFCResNetGenerator
-from inpaint_jax.models.layers import ConvTranspose
+from inpaint_jax.models.layers import Conv, ConvTranspose, conv_sum
 from inpaint_jax.models.norm import BatchNorm
 from inpaint_jax.registry import DISCRIMINATORS, GENERATORS
 
@@ -264,3 +265,36 @@ def test_four_device_data_parallel_matches_single_device():
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   print("\n[4 devices]", proc.stdout.strip())
+
+
+class _TwoConvs(nn.Module):
+  """a(x) + b(y) with two `Conv`s, or the same through `conv_sum`."""
+
+  fused: bool
+
+  @nn.compact
+  def __call__(self, x, y):
+    args = dict(features=5, kernel_size=3, padding=1, padding_mode="reflect", use_bias=True)
+    if self.fused:
+      return conv_sum([x, y], ["a", "b"], **args)
+    return Conv(**args, name="a")(x) + Conv(**args, name="b")(y)
+
+
+def test_conv_sum_equals_the_sum_of_its_convs_with_the_same_parameters():
+  r = np.random.default_rng(0)
+  x = jnp.asarray(r.standard_normal((2, 9, 7, 3)), jnp.float32)
+  y = jnp.asarray(r.standard_normal((2, 9, 7, 4)), jnp.float32)
+  ref_vars = _TwoConvs(False).init(jax.random.key(1), x, y)
+  vars_ = _TwoConvs(True).init(jax.random.key(1), x, y)
+  # Same names, shapes and initial values: checkpoints and converters see no difference.
+  assert jax.tree.structure(vars_) == jax.tree.structure(ref_vars)
+  for a, b in zip(jax.tree.leaves(vars_), jax.tree.leaves(ref_vars), strict=True):
+    np.testing.assert_array_equal(a, b)
+  want = _TwoConvs(False).apply(ref_vars, x, y)
+  got = _TwoConvs(True).apply(ref_vars, x, y)
+  assert got.shape == (2, 9, 7, 5)
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  grad = lambda m: jax.grad(lambda v: jnp.sum(jnp.sin(m.apply(v, x, y))))(ref_vars)
+  for a, b in zip(jax.tree.leaves(grad(_TwoConvs(True))), jax.tree.leaves(grad(_TwoConvs(False))),
+                  strict=True):
+    np.testing.assert_allclose(a, b, atol=1e-4)

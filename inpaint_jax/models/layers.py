@@ -346,7 +346,7 @@ class Conv(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     """(N, H, W, Cin) -> (N, H', W', features)."""
-    kernel, bias = _conv_params(self, x.shape[-1])
+    kernel, bias = conv_params(self, x.shape[-1])
     x = pad2d(x, self.padding, self.padding_mode)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     y = _conv_valid(x, kernel, _pair(self.strides, "strides"),
@@ -356,8 +356,12 @@ class Conv(nn.Module):
     return y
 
 
-def _conv_params(conv: nn.Module, cin: int) -> tuple[Array, Array | None]:
-  """Declares a `Conv`'s `kernel` (and `bias`) in `conv`'s scope; returns them."""
+def conv_params(conv: nn.Module, cin: int) -> tuple[Array, Array | None]:
+  """Declares a `Conv`'s `kernel` (and `bias`) in `conv`'s scope; returns them.
+
+  Call it from a compact method of a module with `Conv`'s fields `features`,
+  `kernel_size`, `use_bias`, `param_dtype`, `kernel_init` and `bias_init`.
+  """
   kh, kw = _pair(conv.kernel_size, "kernel_size")
   kernel = conv.param("kernel", conv.kernel_init or torch_kernel_init(),
                       (kh, kw, cin, conv.features), conv.param_dtype)
@@ -378,7 +382,7 @@ class ConvParams(Conv):
 
   @nn.compact
   def __call__(self, cin: int) -> tuple[Array, Array | None]:  # type: ignore[override]
-    return _conv_params(self, cin)
+    return conv_params(self, cin)
 
 
 def conv_sum(xs: Sequence[Array], names: Sequence[str], **conv: Any) -> Array:

@@ -42,9 +42,8 @@ from inpaint_jax.models.layers import (
     _conv_valid,
     _pad_pairs,
     _pair,
+    conv_params,
     pad2d,
-    torch_bias_init,
-    torch_kernel_init,
 )
 
 Array = jax.Array
@@ -137,12 +136,7 @@ class PartialConv(nn.Module):
                              or mask.shape[-1] != want):
       raise ValueError(f"{self.name}: mask shape {mask.shape} does not fit input {x.shape} "
                        f"(multi_channel={self.multi_channel} needs {want} mask channel(s))")
-    kernel = self.param("kernel", self.kernel_init or torch_kernel_init(),
-                        (kh, kw, cin, self.features), self.param_dtype)
-    bias = None
-    if self.use_bias:
-      bias = self.param("bias", self.bias_init or torch_bias_init(cin * kh * kw),
-                        (self.features,), self.param_dtype)
+    kernel, bias = conv_params(self, cin)
     if mask is None:
       mask = jnp.ones(x.shape[:3] + (want,), x.dtype)
     else:
