@@ -61,3 +61,20 @@ def test_frozen_batchnorm_uses_running_statistics_in_train_mode():
   np.testing.assert_array_equal(frozen, eval_out)
   live, _ = bn.apply(variables, x, train=True, mutable=["batch_stats"])
   assert float(jnp.max(jnp.abs(live - frozen))) > 1e-3
+
+
+def test_axis_name_statistics_equal_those_of_the_whole_batch():
+  """With `axis_name`, statistics are averaged over the mapped axis (here a vmap)."""
+  x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 3, 4, 5, 6)), jnp.float32)
+  whole = x.reshape(6, 4, 5, 6)
+  bn = BatchNorm()
+  variables = bn.init(jax.random.key(0), whole, train=False)
+  want, want_stats = bn.apply(variables, whole, train=True, mutable=["batch_stats"])
+  mapped = BatchNorm(axis_name="devices")
+  got, got_stats = jax.vmap(
+      lambda a: mapped.apply(variables, a, train=True, mutable=["batch_stats"]),
+      axis_name="devices")(x)
+  np.testing.assert_allclose(got.reshape(want.shape), want, atol=1e-5)
+  for key in ("mean", "var"):
+    np.testing.assert_allclose(got_stats["batch_stats"][key][0], want_stats["batch_stats"][key],
+                               atol=1e-6)

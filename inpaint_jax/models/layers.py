@@ -347,13 +347,15 @@ class Conv(nn.Module):
   def __call__(self, x: Array) -> Array:
     """(N, H, W, Cin) -> (N, H', W', features)."""
     kernel, bias = conv_params(self, x.shape[-1])
-    x = pad2d(x, self.padding, self.padding_mode)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = _conv_valid(x, kernel, _pair(self.strides, "strides"),
-                    _pair(self.kernel_dilation, "kernel_dilation"))
-    if bias is not None:
-      y = y + bias
-    return y
+    return _conv_padded(self, pad2d(x, self.padding, self.padding_mode), kernel, bias)
+
+
+def _conv_padded(conv: Conv, x: Array, kernel: Array, bias: Array | None) -> Array:
+  """`conv`'s convolution of an already padded x, with its strides, dilation and dtype."""
+  x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=conv.dtype)
+  y = _conv_valid(x, kernel, _pair(conv.strides, "strides"),
+                  _pair(conv.kernel_dilation, "kernel_dilation"))
+  return y if bias is None else y + bias
 
 
 def conv_params(conv: nn.Module, cin: int) -> tuple[Array, Array | None]:
@@ -414,16 +416,10 @@ def conv_sum(xs: Sequence[Array], names: Sequence[str], **conv: Any) -> Array:
     kernels.append(kernel)
     biases.append(bias)
     padded.append(pad2d(x, spec.padding, spec.padding_mode))
-  x = jnp.concatenate(padded, axis=-1)
-  kernel = jnp.concatenate(kernels, axis=2)
-  bias = None
-  for b in biases:
-    if b is not None:
-      bias = b if bias is None else bias + b
-  x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=spec.dtype)
-  y = _conv_valid(x, kernel, _pair(spec.strides, "strides"),
-                  _pair(spec.kernel_dilation, "kernel_dilation"))
-  return y if bias is None else y + bias
+  # The terms share `use_bias`: every bias is None or every one is an array.
+  bias = None if biases[0] is None else sum(biases[1:], biases[0])
+  return _conv_padded(spec, jnp.concatenate(padded, axis=-1),
+                      jnp.concatenate(kernels, axis=2), bias)
 
 
 class ConvTranspose(nn.Module):

@@ -173,6 +173,7 @@ class BatchNorm(nn.Module):
     xf = x.astype(stat_dtype)
     # Frozen BN: train mode but statistics not updatable -> running statistics.
     use_batch = train and self.is_mutable_collection("batch_stats")
+    scale, bias = self._affine(c, stat_dtype)
     if use_batch:
       n_ex = x.shape[0]
       k = current_group_size()
@@ -186,21 +187,20 @@ class BatchNorm(nn.Module):
       g = xg.shape[0]
       n = xg.size // (g * c)
       if self.axis_name is None:
-        scale, bias = self._affine(c, stat_dtype)
         row = xg.shape[-2] if xg.ndim > 3 else 1
         y, mean, var = batch_norm_train(xg.reshape(g, n // row, row, c), scale, bias,
                                         self.epsilon)
         y = y.reshape(x.shape)
       else:
         axes = tuple(range(1, xg.ndim - 1))
+        per_group = (g,) + (1,) * (xg.ndim - 2) + (c,)  # (G, C) broadcast over xg
         mean = jax.lax.pmean(jnp.mean(xg, axis=axes), self.axis_name)
         # Two-pass variance: better conditioned than E[x^2] - E[x]^2 in float32.
-        dev = xg - mean.reshape((g,) + (1,) * (xg.ndim - 2) + (c,))
+        dev = xg - mean.reshape(per_group)
         var = jax.lax.pmean(jnp.mean(jnp.square(dev), axis=axes), self.axis_name)
         n *= jax.lax.psum(1, self.axis_name)
-        scale, bias = self._affine(c, stat_dtype)
-        y = (dev * jax.lax.rsqrt(var + self.epsilon).reshape(dev.shape[:1] + (1,) * (
-            xg.ndim - 2) + (c,))).reshape(x.shape) * scale + bias
+        y = (dev * jax.lax.rsqrt(var + self.epsilon).reshape(per_group)).reshape(
+            x.shape) * scale + bias
       if not self.is_initializing():
         # PyTorch stores the unbiased variance in running_var.
         unbiased = var * (n / max(n - 1, 1))
@@ -216,7 +216,6 @@ class BatchNorm(nn.Module):
       return y.astype(out_dtype)
     mean = ra_mean.value.astype(stat_dtype)
     var = ra_var.value.astype(stat_dtype)
-    scale, bias = self._affine(c, stat_dtype)
     y = (xf - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
     return y.astype(out_dtype)
 
