@@ -40,7 +40,7 @@ boxes 50/50 (`lama_mixed`, scaled to the image size in demo / tiny).
 
 import ml_collections
 
-from inpaint_jax import eval_mode
+from inpaint_jax import config_lib
 from inpaint_jax.config_lib import parse_arg, set_run_length, term, vgg_weights
 from inpaint_jax.optim import optim_group
 
@@ -109,7 +109,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # `--mode=eval`: PSNR / SSIM / L1 of the composite on fixed mask sets (LPIPS and FID
   # need converted weight files, see "Evaluation").
-  c.eval = eval_mode.eval_config()
+  c.eval = config_lib.eval_config()
   c.eval.masks = "thick_256"
   c.eval.metrics = "psnr,ssim,l1"
   c.eval_every_steps = 0

@@ -32,7 +32,7 @@ http://sceneparsing.csail.mit.edu/model/pytorch/, or a directory made from it by
 import ml_collections
 from ml_collections import config_dict
 
-from inpaint_jax import eval_mode
+from inpaint_jax import config_lib
 from inpaint_jax.config_lib import parse_arg, set_run_length, term
 from inpaint_jax.losses.perceptual import LAMA_VGG19
 from inpaint_jax.optim import optim_group
@@ -158,7 +158,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Validation during training: LaMa scores a fixed validation set once per
   # epoch of 25,000 batches and keeps checkpoints by ssim_fid100_f1, which needs
   # FID (converted InceptionV3 weights in eval.inception_weights).
-  c.eval = eval_mode.eval_config()
+  c.eval = config_lib.eval_config()
   c.eval.masks = "thick_256"
   c.eval_every_steps = 25_000
   c.best_metric = "ssim_fid100_f1"

@@ -42,7 +42,7 @@ Run:
 
 import ml_collections
 
-from inpaint_jax import eval_mode
+from inpaint_jax import config_lib
 from inpaint_jax.config_lib import parse_arg, set_run_length, term
 from inpaint_jax.optim import optim_group
 
@@ -160,7 +160,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.losses.d_input = "pred"       # raw prediction, never composited
   c.losses.d_input_mask = False   # D sees RGB only
 
-  c.eval = eval_mode.eval_config()
+  c.eval = config_lib.eval_config()
   c.eval.masks = "thick_256"
   c.eval_every_steps = 0  # the study validated nothing during training
   c.best_metric = "ssim"

@@ -2,7 +2,7 @@ r"""Benchmarks: `python -m inpaint_jax.bench --config=configs/lama.py:big --mode
 
 Prints one JSON line. Modes:
 
-  infer      one eval-mode generator pass (`system.predict`, with the composite).
+  infer      one eval-mode generator pass (`inference.engine.predict`, with the composite).
   generator  one generator forward (train-mode BatchNorm) + backward of an L1 loss
              against the image + the configured generator optimiser update (Adam for
              LaMa): the case PyTorch training reference scripts time.
@@ -133,6 +133,8 @@ def _model_fn(config, mode: str) -> tuple[Callable, tuple, Callable[[tuple, Any]
 
   from inpaint_jax import system as system_lib  # pylint: disable=g-import-not-at-top
   from inpaint_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+  from inpaint_jax.inference import engine  # pylint: disable=g-import-not-at-top
+  from inpaint_jax.models import api  # pylint: disable=g-import-not-at-top
 
   system = system_lib.build(config)
   state = jax.jit(functools.partial(system_lib.init_state, system))(
@@ -145,7 +147,7 @@ def _model_fn(config, mode: str) -> tuple[Callable, tuple, Callable[[tuple, Any]
 
   if mode == "infer":
     variables = system_lib.generator_variables(state)
-    fn = jax.jit(lambda v, x, m: system_lib.predict(g_model, v, x, m))
+    fn = jax.jit(functools.partial(engine.predict, api.get_adapter(config), g_model))
     return fn, (variables, image, mask), lambda args, out: args
 
   if mode == "generator":

@@ -7,6 +7,8 @@ that `--config=configs/lama.py:big` works from any working directory.
 from __future__ import annotations
 
 import ast
+import importlib.util
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -128,3 +130,43 @@ def recipe_items(recipe: Mapping[str, Any]) -> list[tuple[str, str, float, dict[
     weight = entry.pop("weight")
     items.append((label, fn, float(weight), entry))
   return items
+
+
+def eval_config() -> ml_collections.ConfigDict:
+  """The `eval` config group with its defaults (fields: `inpaint_jax.evaluation.runner`)."""
+  return ml_collections.ConfigDict(dict(
+      masks="thick_256", n_images=0, image_size=0, seed=0, source="", folder="",
+      tfds_split="", metrics="psnr,ssim,l1,lpips,fid", ssim_mode="skimage",
+      lpips_weights="", inception_weights="", batch_size=8, periodic_n_images=16))
+
+
+def eval_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The run's `eval` group over the defaults (a config without one gets the defaults)."""
+  out = eval_config()
+  given = config.get("eval")
+  if given is not None:
+    unknown = sorted(set(given.keys()) - set(out.keys()))
+    if unknown:
+      raise ValueError(f"config field(s) {', '.join('eval.' + k for k in unknown)}: unknown; "
+                       f"accepted: {', '.join(sorted(out.keys()))}")
+    out.update(given.to_dict() if hasattr(given, "to_dict") else dict(given))
+  return out
+
+
+# The repository root (configs/ sits beside the package in a clone).
+SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """`FILE[:ARG]` -> FILE's `get_config(ARG)`; FILE relative to the cwd or the source tree."""
+  path, _, arg = spec.partition(":")
+  candidates = [path] if os.path.isabs(path) else [path, os.path.join(SOURCE_ROOT, path)]
+  found = next((p for p in candidates if os.path.isfile(p)), None)
+  if found is None:
+    raise FileNotFoundError(f"--config={spec}: no such config file {path!r}")
+  module_spec = importlib.util.spec_from_file_location("_inpaint_jax_config", found)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"--config={spec}: {path} has no get_config()")
+  return module.get_config(arg or None)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 EXIT_USER_ERROR = 2
 
 
-class UserError(Exception):
+class UserError(ValueError):
   """An error in what the user asked for (config, flags, input files)."""
 
 

@@ -1,333 +1,27 @@
-r"""Evaluation of a run: the latest checkpoint on a dataset split with fixed mask sets.
+r"""`python -m inpaint_jax.eval_mode --config=FILE[:ARG] --workdir=DIR`: score a run on mask sets.
 
-`run(config, workdir)` scores the generator of the latest checkpoint in `workdir` (or a
-classical baseline when `generator.name` is one of `inpaint_jax.baselines.BASELINES`) and
-writes, per mask set, `<workdir>/eval/<set>/results.json`, `results.md` and `report.png`
-(see `inpaint_jax.scoring` and `inpaint_jax.report`). The composite
-`mask * prediction + (1 - mask) * image` is scored, as LaMa's evaluator does.
-
-Settings live in the config group `eval` (`eval_config()`; defaults are used for a config
-without one):
-
-  eval.masks              preset name(s) or mask folder(s), comma-separated ("thick_256")
-  eval.n_images           images to score, 0 = the whole split (capped by a mask folder)
-  eval.image_size         images are resized (bicubic) to this shorter side and centre
-                          cropped, as LaMa's `gen_mask_dataset.py`; 0 = the mask set's
-                          size (256 / 512 for LaMa's presets, the files' size for a
-                          folder, data.image_size for the other presets)
-  eval.seed               seed of preset mask sets (mask i pairs with image i)
-  eval.source, eval.folder, eval.tfds_split
-                          the split: data.source / data.folder / data.tfds_split of the
-                          run unless set here
-  eval.metrics            "psnr,ssim,l1,lpips,fid"
-  eval.ssim_mode          "skimage" or "lama"
-  eval.lpips_weights, eval.inception_weights
-                          converted weight files; without them LPIPS / FID are reported
-                          as unavailable
-  eval.batch_size         images per generator call
-  eval.periodic_n_images  images of the periodic evaluation during training (the first
-                          ones of the first mask set), every `eval_every_steps` steps
-                          (a top-level field; 0 or absent = off)
-
-Models are loaded only through `inpaint_jax.system` and `inpaint_jax.checkpoint`.
-
-Entry points: `python -m inpaint_jax.main --config=... --mode=eval --workdir=DIR
-[--config.eval.masks=PRESET_OR_DIR]`, and, equivalently, `python -m inpaint_jax.eval_mode
---config=... --workdir=DIR [--masks=...] [--n_images=...]` (flags override `eval.*`).
+The same as `python -m inpaint_jax.main --config=... --mode=eval --workdir=DIR`; the flags
+below override the config's `eval.*` fields. DIR is a training workdir (its latest
+checkpoint) or a model directory; the library is `inpaint_jax.evaluation.runner`.
 """
 
 from __future__ import annotations
 
-import functools
-import os
 import sys
-import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
-import ml_collections
-import numpy as np
-from absl import logging
-from PIL import Image
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from inpaint_jax import baselines, masks, report, scoring
-
-EVAL_DIR = "eval"
-
-
-def eval_config() -> ml_collections.ConfigDict:
-  """The `eval` config group with its defaults (see the module docstring)."""
-  return ml_collections.ConfigDict(dict(
-      masks="thick_256", n_images=0, image_size=0, seed=0, source="", folder="",
-      tfds_split="", metrics="psnr,ssim,l1,lpips,fid", ssim_mode="skimage",
-      lpips_weights="", inception_weights="", batch_size=8, periodic_n_images=16))
-
-
-def settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The run's `eval` group over the defaults (a config without one gets the defaults)."""
-  out = eval_config()
-  given = config.get("eval")
-  if given is not None:
-    unknown = sorted(set(given.keys()) - set(out.keys()))
-    if unknown:
-      raise ValueError(f"config field(s) {', '.join('eval.' + k for k in unknown)}: unknown; "
-                       f"accepted: {', '.join(sorted(out.keys()))}")
-    out.update(given.to_dict() if hasattr(given, "to_dict") else dict(given))
-  return out
-
-
-# ------------------------------------------------------------------------------------------
-# Images and masks
-# ------------------------------------------------------------------------------------------
-def center_square(image: np.ndarray, size: int) -> np.ndarray:
-  """(H, W, 3) uint8 -> (size, size, 3) float32 in [0, 1]: shorter side to `size`, centre crop."""
-  im = Image.fromarray(image)
-  w, h = im.size
-  scale = size / min(w, h)
-  if (w, h) != (size, size):
-    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))),
-                   Image.Resampling.BICUBIC)
-  w, h = im.size
-  left, top = (w - size) // 2, (h - size) // 2
-  return np.asarray(im.crop((left, top, left + size, top + size)), np.float32) / 255.0
-
-
-def eval_source(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict):
-  """The image source of the eval split: `data` with the `eval.*` overrides."""
-  from inpaint_jax.data import sources  # pylint: disable=g-import-not-at-top
-
-  data = config.data.to_dict() if hasattr(config.data, "to_dict") else dict(config.data)
-  for field in ("source", "folder", "tfds_split"):
-    if ev[field]:
-      data[field] = ev[field]
-  data["small_images"] = "resize"   # every image is resized to eval.image_size anyway
-  return sources.build_source(data)
-
-
-def _example_name(source: Any, i: int) -> str:
-  """"000003_rocket": the index (pairs it with mask i) and the file stem when there is one."""
-  stem = os.path.splitext(os.path.basename(str(source.describe(i))))[0] if hasattr(
-      source, "describe") else ""
-  return f"{i:06d}_{stem}" if stem else f"{i:06d}"
-
-
-def _native_size(spec: str) -> int | None:
-  tail = spec.rsplit("_", 1)[-1]
-  return int(tail) if spec.split("_")[0] in masks.LAMA_SETS and tail.isdigit() else None
-
-
-def mask_sets(ev: ml_collections.ConfigDict, n: int,
-              default_size: int) -> list[tuple[str, np.ndarray]]:
-  """[(set name, (n', S, S) uint8 masks)] for `eval.masks`; n' = n (a folder may have fewer).
-
-  S is `eval.image_size` when set, else the set's own size: 256 / 512 for LaMa's presets,
-  the files' size for a folder, `default_size` for the other presets.
-  """
-  out = []
-  want = int(ev.image_size)
-  for spec in [s.strip() for s in str(ev.masks).split(",") if s.strip()]:
-    if os.path.isdir(spec):
-      files = masks.list_mask_files(spec, field="eval.masks")[:n]
-      arr = np.stack([masks.read_mask(os.path.join(spec, f)) for f in files])
-      if arr.shape[1] != arr.shape[2] or (want and arr.shape[1] != want):
-        raise ValueError(f"config field eval.masks: masks in {spec!r} are "
-                         f"{arr.shape[2]}x{arr.shape[1]}; accepted: square masks"
-                         + (f" of eval.image_size={want}" if want else ""))
-      out.append((os.path.basename(os.path.normpath(spec)), arr))
-    else:
-      if spec not in masks.PRESETS:
-        raise ValueError(f"config field eval.masks: {spec!r} is neither a folder nor a mask "
-                         f"preset; accepted presets: {', '.join(masks.PRESETS)}")
-      size = want or _native_size(spec) or default_size
-      out.append((spec, masks.generate(spec, n, size, int(ev.seed))))
-  if not out:
-    raise ValueError("config field eval.masks is empty; give a preset or a folder of masks")
-  return out
-
-
-# ------------------------------------------------------------------------------------------
-# Models
-# ------------------------------------------------------------------------------------------
-# (B, S, S, 3) float images in [0, 1], (B, S, S) float masks -> (B, S, S, 3) composites.
-Inpainter = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-def load_generator(config: ml_collections.ConfigDict, workdir: str
-                   ) -> tuple[Any, Any, dict[str, Any]]:
-  """(generator module, its variables, {"model", "step", "checkpoint"}) of the latest checkpoint.
-
-  The variables are the EMA ones when the run keeps an EMA (`system.generator_variables`).
-  """
-  from inpaint_jax import system as system_lib  # pylint: disable=g-import-not-at-top
-  from inpaint_jax.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
-
-  sys_ = system_lib.build(config)
-  ckpt = Checkpointer(workdir, max_to_keep=int(config.get("keep_checkpoints", 3)),
-                      async_save=False)
-  step = ckpt.latest_step()
-  if step is None:
-    ckpt.close()
-    raise ValueError(f"--workdir {workdir!r}: no checkpoint in {ckpt.directory}; train first "
-                     f"(--mode=train) or evaluate a baseline (--config.generator.name="
-                     f"{'|'.join(baselines.BASELINES)})")
-  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                          jax.eval_shape(lambda: system_lib.init_state(
-                              sys_, jax.random.PRNGKey(0))))
-  state, _ = ckpt.restore(step, abstract)
-  ckpt.close()
-  info = {"model": f"{config.generator.name} ({config.get('variant', '')})", "step": int(step),
-          "checkpoint": os.path.join(ckpt.directory, str(step))}
-  return sys_.nets["g"], system_lib.generator_variables(state), info
-
-
-def _composite_fn(g_model: Any) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
-  """Jitted `(variables, image, mask) -> composite`: the weights are arguments, not constants."""
-  from inpaint_jax import system as system_lib  # pylint: disable=g-import-not-at-top
-
-  return jax.jit(lambda variables, image, mask: system_lib.predict(
-      g_model, variables, image, mask)["composite"])
-
-
-def generator_inpainter(g_model: Any, variables: Any, composite: Callable | None = None
-                        ) -> Inpainter:
-  """A composite `(images, holes) -> (B, S, S, 3)` of a generator.
-
-  `composite` (from `_composite_fn(g_model)`) lets repeated evaluations reuse one
-  compiled program with new weights.
-  """
-  composite = composite or _composite_fn(g_model)
-
-  def run(images: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    out = composite(variables, jnp.asarray(images), jnp.asarray(hole[..., None], jnp.float32))
-    return np.asarray(out, np.float32)
-
-  return run
-
-
-def load_inpainter(config: ml_collections.ConfigDict, workdir: str
-                   ) -> tuple[Inpainter, dict[str, Any]]:
-  """The model to score (a baseline or the latest checkpoint) and its description."""
-  name = str(config.generator.name)
-  if name in baselines.BASELINES:
-    return functools.partial(baselines.run_batch, name), {"model": name, "step": None,
-                                                         "checkpoint": None}
-  g_model, variables, info = load_generator(config, workdir)
-  return generator_inpainter(g_model, variables), info
-
-
-def _networks(ev: ml_collections.ConfigDict, metrics: Sequence[str]) -> dict[str, Any]:
-  from inpaint_jax.evaluate import load_networks  # pylint: disable=g-import-not-at-top
-
-  return load_networks(metrics, ev.lpips_weights or None, ev.inception_weights or None)
-
-
-# ------------------------------------------------------------------------------------------
-# Runs
-# ------------------------------------------------------------------------------------------
-def score_set(inpaint: Inpainter, images: Sequence[np.ndarray], names: Sequence[str],
-              holes: np.ndarray, scorer: scoring.Scorer, batch_size: int) -> float:
-  """Inpaints and scores `images` (S, S, 3) with `holes` (N, S, S); returns seconds."""
-  t0 = time.perf_counter()
-  for s in range(0, len(holes), batch_size):
-    img = np.stack(images[s:s + batch_size])
-    hole = holes[s:s + batch_size].astype(np.float32)
-    scorer.add(np.clip(inpaint(img, hole), 0.0, 1.0), img, hole, names[s:s + batch_size])
-  return time.perf_counter() - t0
-
-
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict[str, Any]]:
-  """Scores the run (or baseline) on every mask set; returns {set name: results}."""
-  ev = settings(config)
-  metrics = scoring.parse_metrics(ev.metrics, field="eval.metrics")
-  source = eval_source(config, ev)
-  n = len(source) if int(ev.n_images) <= 0 else min(int(ev.n_images), len(source))
-  sets = mask_sets(ev, n, int(config.data.image_size))
-  inpaint, info = load_inpainter(config, workdir)
-  nets = _networks(ev, metrics)
-  raw = [source[i] for i in range(max(len(m) for _, m in sets))]
-  by_size: dict[int, list[np.ndarray]] = {}
-  out = {}
-  for set_name, holes in sets:
-    size = holes.shape[1]
-    if size not in by_size:
-      by_size[size] = [center_square(r, size) for r in raw]
-    images = by_size[size]
-    names = [_example_name(source, i) for i in range(len(holes))]
-    scorer = scoring.Scorer(metrics, lpips_fn=nets["lpips_fn"], fid_fn=nets["fid_fn"],
-                            unavailable=nets["unavailable"], ssim_mode=ev.ssim_mode)
-    seconds = score_set(inpaint, images[:len(holes)], names, holes, scorer, int(ev.batch_size))
-    res = scorer.results()
-    res.update({"mask_set": set_name, "image_size": size, "seconds": seconds,
-                **info})
-    folder = os.path.join(workdir, EVAL_DIR, set_name)
-    if jax.process_index() == 0:
-      report.write_dir(folder, res, scorer.examples(),
-                       title=f"{info['model']}, step {info['step']}, {set_name}")
-    logging.info("eval %s (%d images, %.1f s): %s -> %s", set_name, res["n_images"], seconds,
-                 ", ".join(f"{m} {report.fmt(res.get(m), m)}" for m in metrics), folder)
-    print(f"eval/{set_name}: " + ", ".join(f"{m} {report.fmt(res.get(m), m)}" for m in metrics)
-          + f" ({res['n_images']} images) -> {folder}")
-    out[set_name] = res
-  return out
-
-
-class PeriodicEval:
-  """Metrics during training: the first `eval.periodic_n_images` of the first mask set.
-
-  Built once (images, masks and metric networks are prepared here); calling it with the
-  generator and its variables returns flat scalars {"eval/<set>/<metric>": value} for
-  TensorBoard and metrics.jsonl. FID is left out unless Inception weights are configured
-  (and then computed on these few images, which only tracks a trend).
-  """
-
-  def __init__(self, config: ml_collections.ConfigDict):
-    ev = settings(config)
-    self.every_steps = int(config.get("eval_every_steps", 0) or 0)
-    self.metrics = scoring.parse_metrics(ev.metrics, field="eval.metrics")
-    source = eval_source(config, ev)
-    n = min(int(ev.periodic_n_images), len(source))
-    self.set_name, self.holes = mask_sets(ev, n, int(config.data.image_size))[0]
-    self.images = [center_square(source[i], self.holes.shape[1])
-                   for i in range(len(self.holes))]
-    self.nets = _networks(ev, self.metrics)
-    self.batch_size = int(ev.batch_size)
-    self.ssim_mode = ev.ssim_mode
-    self._composite: dict[int, Callable] = {}  # one compiled program per generator module
-
-  @property
-  def available(self) -> set[str]:
-    """The metrics this evaluator computes (LPIPS / FID need their weights)."""
-    return set(self.metrics) - set(self.nets["unavailable"])
-
-  def due(self, step: int) -> bool:
-    return self.every_steps > 0 and step % self.every_steps == 0
-
-  def __call__(self, g_model: Any, variables: Any) -> dict[str, float]:
-    composite = self._composite.setdefault(id(g_model), _composite_fn(g_model))
-    inpaint = generator_inpainter(g_model, variables, composite)
-    scorer = scoring.Scorer(self.metrics, lpips_fn=self.nets["lpips_fn"],
-                            fid_fn=self.nets["fid_fn"], unavailable=self.nets["unavailable"],
-                            ssim_mode=self.ssim_mode)
-    score_set(inpaint, self.images, [str(i) for i in range(len(self.holes))], self.holes,
-              scorer, self.batch_size)
-    res = scorer.results(per_image=False)
-    return {f"eval/{self.set_name}/{m}": float(res[m]) for m in self.metrics
-            if res.get(m) is not None}
+from inpaint_jax import config_lib, errors
+from inpaint_jax.evaluation import runner
 
 
 def main(argv: Sequence[str]) -> None:
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-
-  from inpaint_jax import errors  # pylint: disable=g-import-not-at-top
-
   del argv
   config = flags.FLAGS.config
   with config.unlocked():
-    ev = settings(config)
+    ev = config_lib.eval_settings(config)
     for field in ("masks", "n_images", "lpips_weights", "inception_weights", "metrics"):
       value = getattr(flags.FLAGS, field)
       if value not in (None, ""):
@@ -336,15 +30,12 @@ def main(argv: Sequence[str]) -> None:
   logging.info("config: %s", config_flags.get_config_filename(flags.FLAGS["config"]))
   try:
     with errors.as_user_errors():
-      run(config, flags.FLAGS.workdir)
+      runner.run(config, flags.FLAGS.workdir)
   except errors.UserError as e:
     errors.exit_with(str(e))
 
 
 def _define_flags() -> None:
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-
   config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/lama.py:demo.",
                                   lock_config=False)
   flags.DEFINE_string("workdir", None, "Run directory with checkpoints/.")
@@ -357,8 +48,6 @@ def _define_flags() -> None:
 
 
 if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
-
   _define_flags()
   app.run(main)
   sys.exit(0)

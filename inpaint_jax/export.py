@@ -23,13 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from inpaint_jax import errors
+from inpaint_jax import errors, restore
 from inpaint_jax.errors import UserError
+from inpaint_jax.inference import engine
+from inpaint_jax.models import api
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,43 +50,12 @@ def make_parser() -> argparse.ArgumentParser:
   return p
 
 
-def inpaint_function(config, g_model, variables) -> Any:
-  """(image (N, H, W, 3), mask (N, H, W, 1)) -> composite (N, H, W, 3), weights closed over."""
-  from inpaint_jax import adapters  # pylint: disable=g-import-not-at-top
-
-  adapter = adapters.get_adapter(config)
-  m = adapter.size_multiple
-  variables = jax.tree.map(jnp.asarray, variables)
-
-  def fn(image: jax.Array, mask: jax.Array) -> jax.Array:
-    h, w = image.shape[1], image.shape[2]
-    mask = (mask > 0).astype(jnp.float32)
-    image = image.astype(jnp.float32)
-    if isinstance(h, int) and isinstance(w, int):
-      low = -(-adapter.min_size // m) * m
-      ph, pw = max(low, h + (-h) % m) - h, max(low, w + (-w) % m) - w
-    else:
-      ph = pw = 0
-    if ph or pw:
-      pad = ((0, 0), (0, ph), (0, pw), (0, 0))
-      image_p = jnp.pad(image, pad, mode=adapter.pad_mode)
-      mask_p = jnp.pad(mask, pad, mode=adapter.pad_mode)
-    else:
-      image_p, mask_p = image, mask
-    pred = adapter.forward(g_model, variables, image_p, mask_p)
-    out = mask_p * pred + (1.0 - mask_p) * image_p
-    return out[:, :h, :w]
-
-  return fn
-
-
 def export(path: str, out: str, *, height: int | None = None, width: int | None = None,
            polymorphic: bool = False, platforms: tuple[str, ...] | None = None) -> dict:
   """Exports and writes `out`; returns a small description (shapes, platforms, bytes)."""
-  from inpaint_jax import adapters, model_dir  # pylint: disable=g-import-not-at-top
-
-  config, g_model, variables = model_dir.load_generator(path)
-  m = adapters.get_adapter(config).size_multiple
+  config, g_model, variables = restore.load_generator(path)
+  adapter = api.get_adapter(config)
+  m = adapter.size_multiple
   if polymorphic:
     spec = f"b, {m}*h, {m}*w"
   else:
@@ -93,7 +63,9 @@ def export(path: str, out: str, *, height: int | None = None, width: int | None 
   dims = jax.export.symbolic_shape(spec)
   args = (jax.ShapeDtypeStruct((*dims, 3), jnp.float32),
           jax.ShapeDtypeStruct((*dims, 1), jnp.float32))
-  fn = jax.jit(inpaint_function(config, g_model, variables))
+  # The weights are closed over: they become constants of the exported program.
+  variables = jax.tree.map(jnp.asarray, variables)
+  fn = jax.jit(lambda image, mask: engine.composite(adapter, g_model, variables, image, mask))
   try:
     exported = jax.export.export(fn, platforms=platforms)(*args)
   except Exception as e:  # pylint: disable=broad-except

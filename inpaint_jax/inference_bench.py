@@ -6,9 +6,10 @@ r"""Inference figures with random weights: latency, folder throughput, refinemen
 
 `latency`: median seconds of the jitted eval pass + composite (batch 1) after a warm-up.
 `folder`: writes a random model directory and N random image/mask pairs, runs the inpaint
-command's folder mode, and prints its images/s line. `refine_memory`: XLA's memory analysis
-of one refinement step at the finest level (what the device must hold: arguments, outputs
-and temporaries), and with `--run` the whole refinement's peak resident memory (VmHWM).
+command's folder mode in a subprocess, and prints its images/s line. `refine_memory`: XLA's
+memory analysis of one refinement step at the finest level (what the device must hold:
+arguments, outputs and temporaries), and with `--run` the whole refinement's peak resident
+memory (VmHWM).
 """
 
 from __future__ import annotations
@@ -16,23 +17,28 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
 import jax
 import numpy as np
+import optax
+from PIL import Image
+
+from inpaint_jax import system as system_lib
+from inpaint_jax.config_lib import load_config_file
+from inpaint_jax.inference import engine as inference
+from inpaint_jax.models.lama import refine
+from inpaint_jax.weights import model_dir
 
 
 def _config(variant: str):
-  from inpaint_jax.convert.__main__ import load_config_file  # pylint: disable=g-import-not-at-top
-
   return load_config_file(f"configs/lama.py:{variant}")
 
 
 def random_generator(variant: str):
-  from inpaint_jax import system as system_lib  # pylint: disable=g-import-not-at-top
-
   config = _config(variant)
   g_model = system_lib.build(config).nets["g"]
   image = np.zeros((1, 64, 64, 3), np.float32)
@@ -70,7 +76,6 @@ def main() -> None:
   p.add_argument("--compare", action="store_true",
                  help="refine_memory: also analyse the step without rematerialisation")
   args = p.parse_args()
-  from inpaint_jax import inference, model_dir, refine  # pylint: disable=g-import-not-at-top
 
   config, g_model, variables = random_generator(args.variant)
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
@@ -89,9 +94,6 @@ def main() -> None:
     print(f"latency {args.variant} {args.size}x{args.size}: median {statistics.median(times):.3f}"
           f" s over {args.repeats} (min {min(times):.3f} s)")
   elif args.what == "folder":
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-
-    from inpaint_jax import inpaint  # pylint: disable=g-import-not-at-top
     with tempfile.TemporaryDirectory() as tmp:
       md = os.path.join(tmp, "md")
       model_dir.save(md, config, {"g": variables}, family="lama")
@@ -102,14 +104,13 @@ def main() -> None:
         Image.fromarray((image * 255).astype(np.uint8)).save(os.path.join(src, f"{i:03d}.png"))
         Image.fromarray((mask[..., 0] * 255).astype(np.uint8)).save(
             os.path.join(src, f"{i:03d}_mask000.png"))
-      sys.argv = ["inpaint", "--checkpoint", md, "--input-dir", src, "--output-dir",
-                  os.path.join(tmp, "out")]
-      inpaint.main(sys.argv[1:])
+      # The command runs as users run it, in its own interpreter.
+      subprocess.run([sys.executable, "-m", "inpaint_jax.inpaint", "--checkpoint", md,
+                      "--input-dir", src, "--output-dir", os.path.join(tmp, "out")], check=True)
   else:
     shape = refine.LamaShape.from_config(config)
     image, mask = _sample(args.size, 0)
     z = refine._front(shape, variables, image[None], mask[None])  # pylint: disable=protected-access
-    import optax  # pylint: disable=g-import-not-at-top
     h = args.size
     ref = np.zeros((1, h // 2, h // 2, 3), np.float32)
     for remat in ((True, False) if args.compare else (True,)):

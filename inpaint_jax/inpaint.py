@@ -37,8 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from inpaint_jax import errors, hd, image_io
+from inpaint_jax import errors
+from inpaint_jax.data import image_io
 from inpaint_jax.errors import UserError
+from inpaint_jax.inference import hd
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,11 +79,12 @@ class Runner:
   """Loaded model + strategy: (image, mask) -> composite, in the uniform convention."""
 
   def __init__(self, args: argparse.Namespace):
-    from inpaint_jax import inference, model_dir  # pylint: disable=g-import-not-at-top
+    from inpaint_jax import restore  # pylint: disable=g-import-not-at-top
+    from inpaint_jax.inference import engine as inference  # pylint: disable=g-import-not-at-top
 
     self.hd = hd.HDConfig(args.hd_strategy, args.hd_trigger_size, args.hd_resize_limit,
                           args.hd_crop_margin)
-    config, g_model, variables = model_dir.load_generator(args.checkpoint)
+    config, g_model, variables = restore.load_generator(args.checkpoint)
     self.engine = inference.Inpainter(config, g_model, variables, bucket=args.bucket)
     self.refine = None
     if args.refine:

@@ -96,7 +96,7 @@ def main(argv):
                                num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
 
-  from inpaint_jax import cli_modes  # pylint: disable=g-import-not-at-top
+  from inpaint_jax import summary  # pylint: disable=g-import-not-at-top
 
   config = _CONFIG.value
   workdir = _WORKDIR.value or _default_workdir()
@@ -106,11 +106,11 @@ def main(argv):
   try:
     if _MODE.value == "summary":
       with errors.as_user_errors():
-        cli_modes.summary(config)
+        summary.summary(config)
     elif _MODE.value == "eval":
-      from inpaint_jax import eval_mode  # pylint: disable=g-import-not-at-top
+      from inpaint_jax.evaluation import runner  # pylint: disable=g-import-not-at-top
       with errors.as_user_errors():
-        eval_mode.run(config, workdir)
+        runner.run(config, workdir)
     else:
       from inpaint_jax import train  # pylint: disable=g-import-not-at-top
       train.train_and_evaluate(config, workdir)

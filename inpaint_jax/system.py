@@ -2,9 +2,9 @@
 
 Everything that evaluation, inference, export and benchmarks need without the
 training loop: `build(config)` gives a `System` (modules, optimisers, backbone
-loaders), `init_state` the train state, `generator_variables` the weights to
-predict with (the EMA ones when the run keeps an EMA), and `predict` one
-eval-mode pass with the composite.
+loaders), `init_state` the train state, and `generator_variables` the weights to
+predict with (the EMA ones when the run keeps an EMA). The eval pass itself is
+`inference.engine.predict`.
 
 Networks are named: "g" (the `generator` config group) always, "d" (the
 `discriminator` group) unless `discriminator.name` is "none".
@@ -20,13 +20,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
-from inpaint_jax import frozen as frozen_lib
-from inpaint_jax import optim
+from inpaint_jax import (
+  losses,  # noqa: F401  (registers every loss term)
+  optim,
+)
+from inpaint_jax.backbones import frozen as frozen_lib
 from inpaint_jax.models import factory
 from inpaint_jax.registry import LOSSES
 from inpaint_jax.state import NetState, TrainState, split_variables
+from inpaint_jax.weights.tree import count_params
 
 PyTree = Any
 NO_DISCRIMINATOR = "none"
@@ -83,8 +86,6 @@ class System:
 
 def _check_losses(config: ml_collections.ConfigDict, has_d: bool) -> None:
   """Refuses D-based terms without a discriminator, and bad `d_input` values."""
-  from inpaint_jax import losses  # noqa: F401  pylint: disable=g-import-not-at-top  (registers)
-
   d_input = config.losses.get("d_input", "pred")
   if d_input not in D_INPUTS:
     raise ValueError(f"config field losses.d_input={d_input!r} is not accepted; accepted: "
@@ -163,28 +164,6 @@ def generator_variables(state: TrainState, *, use_ema: bool = True) -> dict[str,
   g = state.nets["g"]
   params = state.ema_params if (use_ema and jax.tree.leaves(state.ema_params)) else g.params
   return {"params": params, **g.collections}
-
-
-def predict(g_model: nn.Module, variables: PyTree, image: jax.Array,
-            mask: jax.Array) -> dict[str, jax.Array]:
-  """One eval-mode generator pass.
-
-  Args:
-    g_model: the generator module.
-    variables: its variables ({"params", "batch_stats", ...}).
-    image: (N, H, W, 3) in [0, 1].
-    mask: (N, H, W, 1), 1 = hole.
-
-  Returns:
-    The generator's outputs plus "composite" = mask * pred + (1 - mask) * image.
-  """
-  outputs = dict(g_model.apply(variables, image, mask, train=False))
-  outputs["composite"] = mask * outputs["pred"] + (1.0 - mask) * image
-  return outputs
-
-
-def count_params(tree: PyTree) -> int:
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
 
 
 def param_counts(state: TrainState) -> dict[str, int]:

@@ -44,16 +44,17 @@ import numpy as np
 import optax
 from absl import logging
 
-from inpaint_jax import errors, losses, model_dir, sharding
-from inpaint_jax import frozen as frozen_lib
+from inpaint_jax import errors, losses, restore, sharding, writers
 from inpaint_jax import system as system_lib
+from inpaint_jax.backbones import frozen as frozen_lib
 from inpaint_jax.checkpoint import Checkpointer
 from inpaint_jax.data import masks as masks_lib
 from inpaint_jax.data import pipeline, sources
+from inpaint_jax.evaluation import runner
+from inpaint_jax.inference import engine
 from inpaint_jax.metrics import summary
-from inpaint_jax.models import norm
+from inpaint_jax.models import api, norm
 from inpaint_jax.state import NetState, TrainState
-from inpaint_jax.utils import writers
 
 Batch = dict[str, jax.Array]
 PyTree = Any
@@ -372,8 +373,8 @@ def sample_outputs(system: system_lib.System, state: TrainState, image: jax.Arra
     the fake image, sigmoid(logits) resized (nearest) to (N, H, W, 1)
     ("d_real", "d_fake"), as LaMa's `store_discr_outputs_for_vis`.
   """
-  out = system_lib.predict(system.nets["g"], system_lib.generator_variables(state), image,
-                           mask)
+  out = engine.predict(api.get_adapter(system.config), system.nets["g"],
+                       system_lib.generator_variables(state), image, mask)
   sample = {"pred": out["pred"], "composite": out["composite"]}
   if system.has_discriminator:
     fake, real = system.d_inputs(image, mask, out)
@@ -389,7 +390,7 @@ class _Validation:
   """Periodic scores on a fixed validation set, and the best checkpoints by one of them.
 
   Config: `eval_every_steps` (0 = off), the `eval` group (mask set, number of
-  images, metrics, metric weights; see `inpaint_jax.eval_mode`), `best_metric`
+  images, metrics, metric weights; see `inpaint_jax.evaluation.runner`), `best_metric`
   (a metric of the set or a summary such as LaMa's `ssim_fid100_f1`; "" = no
   best checkpoints) and `keep_best`. Every process computes the same scores on
   its own devices, so all of them agree on what the best checkpoints are.
@@ -401,9 +402,7 @@ class _Validation:
     self.best = None
     if not self.enabled:
       return
-    from inpaint_jax import eval_mode  # pylint: disable=g-import-not-at-top
-
-    self.periodic = eval_mode.PeriodicEval(config)
+    self.periodic = runner.PeriodicEval(config)
     self.prefix = f"eval/{self.periodic.set_name}/"
     self.best_metric = str(config.get("best_metric", "") or "")
     if self.best_metric and int(config.get("keep_best", 0) or 0) > 0:
@@ -552,7 +551,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
     latest = ckpt.latest_step()
     if latest is None and config.get("init_from"):
-      state = jax.device_put(model_dir.init_from(system, state, config.init_from), repl)
+      state = jax.device_put(restore.init_from(system, state, config.init_from), repl)
       logging.info("Initialised the networks from %s.", config.init_from)
     if latest is not None:
       state, meta = ckpt.restore(latest, state)

@@ -11,8 +11,8 @@ import jax
 import numpy as np
 
 from inpaint_jax import system as system_lib
-from inpaint_jax.convert import lama as lama_keys
-from inpaint_jax.convert.torch_file import save_torch_state_dict
+from inpaint_jax.models.lama import torch_keys as lama_keys
+from inpaint_jax.weights.torch_file import save_torch_state_dict
 
 # An FFC generator with small, uneven widths: ngf 6 -> 12, 24 (global 18 = 0.75 of 24), 2 blocks.
 ODD_GENERATOR = dict(ngf=6, n_downsampling=2, n_blocks=2, ratio_g=0.75, enable_lfu=False)

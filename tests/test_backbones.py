@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inpaint_jax import frozen, losses
+from inpaint_jax import losses
+from inpaint_jax.backbones import files as convert_backbones
+from inpaint_jax.backbones import frozen, resnet, vgg
 from inpaint_jax.config_lib import term
 from inpaint_jax.convert import __main__ as convert_cli
-from inpaint_jax.convert import backbones as convert_backbones
-from inpaint_jax.convert import resnet as convert_resnet
-from inpaint_jax.models import resnet, vgg
+from inpaint_jax.convert import metric_commands
 
 torch = pytest.importorskip("torch", reason="PyTorch references need torch (not in CI)")
 torch_refs = pytest.importorskip("torch_refs")
@@ -148,21 +148,21 @@ def test_hrfpl_matches_official_resnet_pl(small_encoder, bn_mode):
 def test_converter_round_trip_and_converted_dir(torch_encoder, tmp_path):
   net, path = torch_encoder
   sd = {k: v.numpy() for k, v in net.state_dict().items()}
-  variables = convert_resnet.variables_from_torch(sd)
-  back = convert_resnet.variables_to_torch(variables)
+  variables = resnet.variables_from_torch(sd)
+  back = resnet.variables_to_torch(variables)
   assert set(back) == {k for k in sd if not k.endswith("num_batches_tracked")}
   for k, v in back.items():
     np.testing.assert_array_equal(v, sd[k])
   # A "module." prefix (DataParallel) and extra keys are accepted.
   extra = {"module." + k: v for k, v in sd.items()} | {"module.fc.weight": np.zeros((2, 2))}
   np.testing.assert_array_equal(
-      convert_resnet.variables_from_torch(extra)["params"]["layer4_2"]["conv3"]["kernel"],
+      resnet.variables_from_torch(extra)["params"]["layer4_2"]["conv3"]["kernel"],
       variables["params"]["layer4_2"]["conv3"]["kernel"])
-  rc = convert_backbones.main(["ade20k_resnet50", "--checkpoint", path,
-                               "--output", str(tmp_path / "conv")])
+  rc = metric_commands.convert_backbone_main(
+      "ade20k_resnet50", ["--checkpoint", path, "--output", str(tmp_path / "conv")])
   assert rc == 0 and os.path.isfile(tmp_path / "conv" / "ade20k_resnet50.npz")
-  assert convert_backbones.main(["vgg16", "--checkpoint", str(tmp_path / "none.pth"),
-                                 "--output", str(tmp_path / "x")]) == 2
+  assert metric_commands.convert_backbone_main(
+      "vgg16", ["--checkpoint", str(tmp_path / "none.pth"), "--output", str(tmp_path / "x")]) == 2
   # The same through the project's one convert command.
   with pytest.raises(SystemExit) as done:
     convert_cli.main(["ade20k_resnet50", "--checkpoint", path, "--output", str(tmp_path / "c2")])
@@ -183,7 +183,7 @@ def test_missing_key_is_an_error(torch_encoder):
   net, _ = torch_encoder
   sd = {k: v.numpy() for k, v in net.state_dict().items() if k != "layer3.5.bn2.weight"}
   with pytest.raises(ValueError, match=r"missing.*layer3_5\.bn2\.scale"):
-    convert_resnet.variables_from_torch(sd)
+    resnet.variables_from_torch(sd)
 
 
 @pytest.mark.parametrize("kind,name,url_part", [

@@ -13,11 +13,11 @@ import lama_fixtures as lf
 import numpy as np
 import pytest
 
-from inpaint_jax import model_dir
+from inpaint_jax import restore
 from inpaint_jax.convert import __main__ as convert_cli
+from inpaint_jax.weights import model_dir
 
 jax.config.update("jax_disable_most_optimizations", True)
-convert_cli.import_converters()
 
 
 def _same(a, b) -> bool:
@@ -26,7 +26,7 @@ def _same(a, b) -> bool:
 
 def _convert(argv):
   convert_cli.run(argv)
-  return model_dir.load(argv[argv.index("--output") + 1])
+  return restore.load(argv[argv.index("--output") + 1])
 
 
 @pytest.mark.parametrize("gen", [
@@ -50,7 +50,7 @@ def test_lightning_round_trip(tmp_path, gen):
   assert md.manifest["source"]["sha256"] == model_dir.sha256_of(str(ckpt))
   assert md.manifest["ignored_key_prefixes"] == ["loss_resnet_pl", "val_evaluator"]
   # The directory rebuilds the same generator.
-  cfg, g_model, variables = model_dir.load_generator(str(tmp_path / "md"))
+  cfg, g_model, variables = restore.load_generator(str(tmp_path / "md"))
   assert _same(variables, g)
   assert cfg.generator.name == "ffc_resnet" and g_model.ngf == gen["ngf"]
 

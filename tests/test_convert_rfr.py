@@ -13,9 +13,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from inpaint_jax import inference
-from inpaint_jax.convert import rfr_converter
-from inpaint_jax.models.rfr import RFRNet
+from inpaint_jax.inference import engine as inference
+from inpaint_jax.models.rfr import convert as rfr_converter
+from inpaint_jax.models.rfr.network import RFRNet
 from tests import helpers
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -75,7 +75,7 @@ def test_save_ckpt_dict_converts_and_inpaints_like_the_official_composite(tmp_pa
 
 
 def test_bare_state_dict_with_a_prefix_and_errors(tmp_path):
-  from inpaint_jax.convert import torch_file
+  from inpaint_jax.weights import torch_file
 
   _, sd = _state_dict()
   path = tmp_path / "bare.pth"

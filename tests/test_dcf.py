@@ -11,10 +11,10 @@ import pytest
 
 from inpaint_jax import losses
 from inpaint_jax.config_lib import term
-from inpaint_jax.convert import dcf as convert_dcf
 from inpaint_jax.data import augment
-from inpaint_jax.data.dcf_masks import DCFRandomWalkMasks
-from inpaint_jax.models.dcf import DCF
+from inpaint_jax.models.dcf import torch_keys as convert_dcf
+from inpaint_jax.models.dcf.masks import DCFRandomWalkMasks
+from inpaint_jax.models.dcf.network import DCF
 from inpaint_jax.models.norm import BatchNorm
 from inpaint_jax.registry import AUGMENTATIONS, MASK_GENERATORS
 from tests import helpers
@@ -173,7 +173,7 @@ def test_converter_rejects_other_state_dicts():
 
 
 def test_demo_computes_all_nine_terms_with_a_random_vgg_without_weights():
-  from inpaint_jax import frozen  # pylint: disable=g-import-not-at-top
+  from inpaint_jax.backbones import frozen  # pylint: disable=g-import-not-at-top
 
   module = helpers.config_module("dcf")
   config = module.get_config("demo")

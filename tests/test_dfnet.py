@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inpaint_jax.convert import dfnet as convert_dfnet
-from inpaint_jax.convert import torch_file
 from inpaint_jax.data import masks
-from inpaint_jax.models.dfnet import DFNet
+from inpaint_jax.models.dfnet import torch_keys as convert_dfnet
+from inpaint_jax.models.dfnet.network import DFNet
 from inpaint_jax.models.discriminators import SNPatchGANDiscriminator
 from inpaint_jax.models.layers import add_coord_channels, same_padding
+from inpaint_jax.weights import torch_file
 
 # Tiny nets: XLA's optimisation passes cost more compile time than they save.
 pytestmark = pytest.mark.usefixtures("fast_compile")

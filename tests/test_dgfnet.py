@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inpaint_jax import losses, rtv
+from inpaint_jax import losses
 from inpaint_jax.config_lib import term
-from inpaint_jax.models import dgfnet
+from inpaint_jax.models.dgfnet import network as dgfnet
+from inpaint_jax.models.dgfnet import rtv
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 

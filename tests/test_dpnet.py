@@ -9,8 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inpaint_jax import adapters, cli_modes, system
-from inpaint_jax.models.dpnet import DPNet, DPNetPatchDiscriminator, patch_probability
+from inpaint_jax import summary
+from inpaint_jax.inference import engine
+from inpaint_jax.models import api as adapters
+from inpaint_jax.models.dpnet.network import DPNet, DPNetPatchDiscriminator, patch_probability
 from inpaint_jax.models.pyconv import PyConv, param_count, pyramid
 from tests import helpers
 
@@ -78,7 +80,7 @@ def test_published_counts_follow_the_formulas():
 
 
 def test_summary_prints_both_counts(capsys):
-  counts = cli_modes.summary(dpnet_config.get_config("default"))
+  counts = summary.summary(dpnet_config.get_config("default"))
   assert counts == {"generator_params": 24_867_059, "discriminator_params": 2_765_761}
   out = capsys.readouterr().out
   assert "generator_params: 24867059" in out and "discriminator_params: 2765761" in out
@@ -197,7 +199,7 @@ def test_inference_adapter_keeps_known_pixels():
 
   @jax.jit
   def both(v, image, mask):
-    return adapter.forward(g, v, image, mask), system.predict(g, v, image, mask)["composite"]
+    return adapter.forward(g, v, image, mask), engine.composite(adapter, g, v, image, mask)
 
   pred, composite = both(v, image, mask)
   composite = np.asarray(composite)

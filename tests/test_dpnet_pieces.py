@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inpaint_jax.models import contextual_attention as ca
-from inpaint_jax.models.dpnet import update_mask
+from inpaint_jax.models.dpnet.network import update_mask
 from inpaint_jax.models.pyconv import PyConv, param_count, pyramid
 from inpaint_jax.models.region_norm import RegionNorm, region_normalize, region_stats
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from inpaint_jax import masks
+from inpaint_jax.data import mask_sets as masks
 
 
 @pytest.mark.parametrize("preset", ["thick_256", "thin_256", "medium_512"])

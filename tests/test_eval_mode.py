@@ -9,8 +9,10 @@ import pytest
 from helpers import tiny_config
 from PIL import Image
 
-from inpaint_jax import eval_mode, masks, system
+from inpaint_jax import config_lib, system
 from inpaint_jax.checkpoint import Checkpointer
+from inpaint_jax.data import mask_sets as masks
+from inpaint_jax.evaluation import runner as eval_mode
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def _config(photos, **eval_fields):
   config = tiny_config(**{"data.source": "folder", "data.folder": photos, "total_steps": 2,
                           "checkpoint_every_steps": 2})
   with config.unlocked():
-    config.eval = eval_mode.settings(config)
+    config.eval = config_lib.eval_settings(config)
     config.eval.update(dict(metrics="psnr,ssim,l1", **eval_fields))
   return config
 

@@ -8,7 +8,9 @@ import pytest
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from inpaint_jax import baselines, evaluate, masks
+from inpaint_jax import evaluate
+from inpaint_jax.data import mask_sets as masks
+from inpaint_jax.evaluation import baselines
 
 
 def _write(folder, name, arr):
@@ -112,8 +114,8 @@ def small_pairs(tmp_path):
 def test_lpips_and_fid_through_the_command(small_pairs, monkeypatch):
   import jax
 
-  from inpaint_jax.convert import params_file
   from inpaint_jax.metrics import fid, frechet, lpips
+  from inpaint_jax.weights import params_file
 
   pairs = small_pairs
   # He-scaled random weights made in numpy: a (jitted or not) Flax init of VGG-16 takes

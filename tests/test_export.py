@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from inpaint_jax import export as export_cli
-from inpaint_jax import inference, model_dir
+from inpaint_jax import restore
 from inpaint_jax.convert import __main__ as convert_cli
+from inpaint_jax.inference import engine as inference
 
 pytest.importorskip("flatbuffers", reason="jax.export serialization needs flatbuffers")
 jax.config.update("jax_disable_most_optimizations", True)
-convert_cli.import_converters()
 
 RELOAD = textwrap.dedent("""
     import sys
@@ -54,7 +54,7 @@ def test_export_reloads_without_project_code(tmp_path, capsys):
                      capture_output=True, text=True, timeout=120)
   assert r.returncode == 0, r.stderr
   got = np.load(tmp_path / "out.npy")
-  config, g_model, variables = model_dir.load_generator(md)
+  config, g_model, variables = restore.load_generator(md)
   engine = inference.Inpainter(config, g_model, variables)
   for i in range(2):
     np.testing.assert_allclose(got[i], engine(image[i], mask[i]), atol=1e-5)

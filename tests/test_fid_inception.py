@@ -4,9 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from inpaint_jax.convert import metric_nets, params_file
+from inpaint_jax.backbones import inception
+from inpaint_jax.convert import metric_nets
 from inpaint_jax.metrics import fid
-from inpaint_jax.models import inception
+from inpaint_jax.weights import params_file
 
 torch = pytest.importorskip("torch", reason="the reference is a PyTorch module")
 nn = torch.nn

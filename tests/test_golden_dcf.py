@@ -24,8 +24,13 @@ import numpy as np
 import pytest
 
 from inpaint_jax import losses
-from inpaint_jax.convert import dcf as convert_dcf
-from inpaint_jax.models.dcf import DCF, DCFPatchDiscriminator, dynamic_scales, mask_geometry
+from inpaint_jax.models.dcf import torch_keys as convert_dcf
+from inpaint_jax.models.dcf.network import (
+    DCF,
+    DCFPatchDiscriminator,
+    dynamic_scales,
+    mask_geometry,
+)
 from tests import helpers
 
 pytestmark = pytest.mark.usefixtures("fast_compile")

@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inpaint_jax.convert import dfnet as convert_dfnet
-from inpaint_jax.models.dfnet import DFNet
+from inpaint_jax.models.dfnet import torch_keys as convert_dfnet
+from inpaint_jax.models.dfnet.network import DFNet
 
 # XLA's optimisation passes cost more compile time than they save on this tiny net.
 pytestmark = pytest.mark.usefixtures("fast_compile")

@@ -18,9 +18,11 @@ import pytest
 
 pytest.importorskip("inpaint_jax.losses.perceptual", reason="needs the VGG perceptual terms")
 
-from inpaint_jax import frozen  # noqa: E402
+from inpaint_jax.backbones import (
+  frozen,  # noqa: E402
+  vgg,  # noqa: E402
+)
 from inpaint_jax.losses import recipe  # noqa: E402
-from inpaint_jax.models import vgg  # noqa: E402
 from tests import helpers
 
 ROOT = pathlib.Path(__file__).parent.parent

@@ -16,8 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inpaint_jax.convert.lama import generator_variables_from_torch, generator_variables_to_torch
-from inpaint_jax.models.lama import FFCResNetGenerator
+from inpaint_jax.models.lama.network import FFCResNetGenerator
+from inpaint_jax.models.lama.torch_keys import (
+  generator_variables_from_torch,
+  generator_variables_to_torch,
+)
 
 GOLDEN = pathlib.Path(__file__).parent / "data" / "lama_ffc_small.npz"
 ATOL = 1e-4        # outputs, taps, BN running stats

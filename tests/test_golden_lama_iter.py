@@ -23,7 +23,7 @@ import pytest
 
 from inpaint_jax import system as system_lib
 from inpaint_jax import train
-from inpaint_jax.convert import lama as convert
+from inpaint_jax.models.lama import torch_keys as convert
 from inpaint_jax.optim import optim_group
 from inpaint_jax.state import NetState, TrainState
 from tests import helpers

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inpaint_jax.convert import rfr as convert_rfr
-from inpaint_jax.models.rfr import RFRNet
+from inpaint_jax.models.rfr import torch_keys as convert_rfr
+from inpaint_jax.models.rfr.network import RFRNet
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 

@@ -8,17 +8,18 @@ import lama_fixtures as lf
 import numpy as np
 import pytest
 
-from inpaint_jax import model_dir, train
+from inpaint_jax import restore, train
 from inpaint_jax import system as system_lib
 from inpaint_jax.convert import __main__ as convert_cli
+from inpaint_jax.inference import engine
+from inpaint_jax.models import api
 
 pytestmark = pytest.mark.slow
-convert_cli.import_converters()
 
 
 def _predict(path, image, mask):
-  _, g_model, variables = model_dir.load_generator(path)
-  return np.asarray(system_lib.predict(g_model, variables, image, mask)["composite"])
+  config, g_model, variables = restore.load_generator(path)
+  return np.asarray(engine.composite(api.get_adapter(config), g_model, variables, image, mask))
 
 
 def test_train_from_converted_checkpoint(tmp_path):
@@ -59,6 +60,6 @@ def test_train_from_converted_checkpoint(tmp_path):
     other = system_lib.build(helpers.tiny_config(**{"generator.ngf": 4}))
     other_state = jax.jit(lambda r: system_lib.init_state(other, r))(jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="config field init_from=.* net 'g' does not match"):
-      model_dir.init_from(other, other_state, md)
+      restore.init_from(other, other_state, md)
   finally:
     jax.config.update("jax_disable_most_optimizations", previous)

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inpaint_jax import image_io, model_dir
 from inpaint_jax import inpaint as inpaint_cli
-from inpaint_jax import system as system_lib
+from inpaint_jax import restore
 from inpaint_jax.convert import __main__ as convert_cli
+from inpaint_jax.data import image_io
 
 jax.config.update("jax_disable_most_optimizations", True)
-convert_cli.import_converters()
 
 H, W = 37, 45  # not multiples of 8
 
@@ -61,7 +60,7 @@ def _run(*args):
 
 def official_predict(model_path, image_path, mask_path) -> np.ndarray:
   """LaMa's bin/predict.py pixel path, step by step, with our generator."""
-  _, g_model, variables = model_dir.load_generator(model_path)
+  _, g_model, variables = restore.load_generator(model_path)
   img = np.array(Image.open(image_path).convert("RGB")).astype("float32") / 255
   mask = (np.array(Image.open(mask_path).convert("L")).astype("float32") / 255)[..., None]
   h, w = img.shape[:2]
@@ -69,8 +68,9 @@ def official_predict(model_path, image_path, mask_path) -> np.ndarray:
   pad = ((0, ph - h), (0, pw - w), (0, 0))
   img_p, mask_p = np.pad(img, pad, mode="symmetric"), np.pad(mask, pad, mode="symmetric")
   mask_p = (mask_p > 0) * 1.0
-  out = system_lib.predict(g_model, variables, img_p[None], mask_p[None].astype(np.float32))
-  res = np.asarray(out["composite"])[0, :h, :w]
+  m = mask_p[None].astype(np.float32)
+  pred = g_model.apply(variables, img_p[None], m, train=False)["pred"]
+  res = np.asarray(m * pred + (1 - m) * img_p[None])[0, :h, :w]
   return np.clip(res * 255, 0, 255).astype("uint8")
 
 
@@ -96,8 +96,9 @@ def test_npy_in_out_is_eval_output_composited(model, tmp_path):
   assert _run("--checkpoint", model, "--image", tmp_path / "i.npy", "--mask", tmp_path / "m.npy",
               "--output", tmp_path / "o.npy") == 0
   got = np.load(tmp_path / "o.npy")
-  _, g_model, variables = model_dir.load_generator(model)
-  want = system_lib.predict(g_model, variables, image[None], mask[None, ..., None])["composite"]
+  _, g_model, variables = restore.load_generator(model)
+  m = mask[None, ..., None]
+  want = m * g_model.apply(variables, image[None], m, train=False)["pred"] + (1 - m) * image[None]
   assert got.dtype == np.float32 and got.shape == (32, 40, 3)
   np.testing.assert_allclose(got, np.asarray(want)[0], atol=1e-6)
 

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inpaint_jax import cli_modes, train
+from inpaint_jax import summary, train
 from inpaint_jax.data import masks
-from inpaint_jax.models.ffc import FFC_BN_ACT, FFCResnetBlock, split_channels
-from inpaint_jax.models.lama import FFCResNetGenerator
+from inpaint_jax.models.lama.ffc import FFC_BN_ACT, FFCResnetBlock, split_channels
+from inpaint_jax.models.lama.network import FFCResNetGenerator
 from tests import helpers
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -112,7 +112,7 @@ def test_study_formula_gives_the_hand_counts():
     ("wgan", 18_441_277, 2_765_568),  # no conv bias: 961 fewer
 ])
 def test_summary_counts_per_variant(variant, g, d, capsys):
-  counts = cli_modes.summary(lama_study.get_config(variant))
+  counts = summary.summary(lama_study.get_config(variant))
   assert counts == {"generator_params": g, "discriminator_params": d}
   assert f"generator_params: {g}" in capsys.readouterr().out
 

@@ -8,11 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inpaint_jax import frozen, losses
+from inpaint_jax import losses
+from inpaint_jax.backbones import frozen, vgg
 from inpaint_jax.config_lib import term
-from inpaint_jax.losses import boundary, perceptual, recipe
+from inpaint_jax.losses import perceptual, recipe
 from inpaint_jax.losses.adversarial import resize_mask_nearest
-from inpaint_jax.models import vgg
+from inpaint_jax.models import morphology
 from inpaint_jax.registry import LOSSES
 
 
@@ -582,11 +583,11 @@ def _outer_zero(g):
 
 
 def test_dilate_erode_ignore_the_border():
-  d = np.asarray(boundary.dilate(jnp.asarray(CENTRE), 3))[0, ..., 0]
+  d = np.asarray(morphology.dilate(jnp.asarray(CENTRE), 3))[0, ..., 0]
   np.testing.assert_array_equal(d, RING3.astype(float))
-  assert float(jnp.max(boundary.erode(jnp.asarray(CENTRE), 3))) == 0.0
+  assert float(jnp.max(morphology.erode(jnp.asarray(CENTRE), 3))) == 0.0
   full = jnp.ones((1, 3, 3, 1))   # the border does not erode an all-hole mask
-  np.testing.assert_array_equal(np.asarray(boundary.erode(full, 3)), np.ones((1, 3, 3, 1)))
+  np.testing.assert_array_equal(np.asarray(morphology.erode(full, 3)), np.ones((1, 3, 3, 1)))
 
 
 def test_boundary_gradient_known_value():

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from inpaint_jax import models  # noqa: F401  (registers the models)
-from inpaint_jax.convert.lama import (
-    discriminator_variables_from_torch,
-    discriminator_variables_to_torch,
-)
 from inpaint_jax.models.discriminators import NLayerDiscriminator
-from inpaint_jax.models.ffc import FourierUnit, SpectralTransform
-from inpaint_jax.models.lama import FFCResNetGenerator
+from inpaint_jax.models.lama.ffc import FourierUnit, SpectralTransform
+from inpaint_jax.models.lama.network import FFCResNetGenerator
+from inpaint_jax.models.lama.torch_keys import (
+  discriminator_variables_from_torch,
+  discriminator_variables_to_torch,
+)
 from inpaint_jax.models.layers import Conv, ConvTranspose, conv_sum
 from inpaint_jax.models.norm import BatchNorm
 from inpaint_jax.registry import DISCRIMINATORS, GENERATORS

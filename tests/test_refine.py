@@ -8,8 +8,8 @@ import lama_fixtures as lf
 import numpy as np
 import pytest
 
-from inpaint_jax import refine
 from inpaint_jax import system as system_lib
+from inpaint_jax.models.lama import refine
 
 jax.config.update("jax_disable_most_optimizations", True)
 

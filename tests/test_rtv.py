@@ -9,7 +9,7 @@ import pytest
 from scipy import signal, sparse
 from scipy.sparse import linalg as sparse_linalg
 
-from inpaint_jax import rtv as rtv_lib
+from inpaint_jax.models.dgfnet import rtv as rtv_lib
 
 
 def _matlab_round(x: float) -> int:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from inpaint_jax import scoring
+from inpaint_jax.evaluation import scoring
 from inpaint_jax.metrics import bins
 
 

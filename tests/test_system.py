@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inpaint_jax import frozen as frozen_lib
 from inpaint_jax import system as system_lib
 from inpaint_jax import train
+from inpaint_jax.backbones import frozen as frozen_lib
 from inpaint_jax.config_lib import term
 from inpaint_jax.registry import BACKBONES, LOSSES
 from tests import helpers

@@ -15,8 +15,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from inpaint_jax.convert import torch_file
-from inpaint_jax.convert.torch_file import (
+from inpaint_jax.weights import torch_file
+from inpaint_jax.weights.torch_file import (
     Placeholder,
     TorchFileError,
     UnsupportedDtypeError,

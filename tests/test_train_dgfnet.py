@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inpaint_jax import adapters, train
-from inpaint_jax.convert import params_file
-from inpaint_jax.models import vgg
+from inpaint_jax import train
+from inpaint_jax.backbones import vgg
+from inpaint_jax.models import api as adapters
+from inpaint_jax.weights import params_file
 from tests import helpers
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fast_compile")]

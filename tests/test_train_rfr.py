@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from inpaint_jax import train
-from inpaint_jax.convert import params_file
-from inpaint_jax.models import vgg
-from inpaint_jax.models.rfr import RFRNet, feature_channels
+from inpaint_jax.backbones import vgg
+from inpaint_jax.models.rfr.network import RFRNet, feature_channels
+from inpaint_jax.weights import params_file
 from tests import helpers
 
 pytestmark = pytest.mark.usefixtures("fast_compile")

@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inpaint_jax.convert import metric_nets, params_file, torch_file
+from inpaint_jax.backbones import vgg
+from inpaint_jax.convert import metric_nets
 from inpaint_jax.metrics import lpips
-from inpaint_jax.models import vgg
+from inpaint_jax.weights import params_file, torch_file
 
 torch = pytest.importorskip("torch", reason="the references are PyTorch modules")
 nn = torch.nn
@@ -130,7 +131,7 @@ def test_lpips_matches_reference(tmp_path):
 
 
 def test_vgg_backbone_registry(tmp_path):
-  from inpaint_jax import frozen
+  from inpaint_jax.backbones import frozen
 
   torch.manual_seed(3)
   feats = _torch_features(19)

@@ -18,39 +18,29 @@ Flags:
                           and underscores are the same.
 
 The converter contract (what a converter registered for a new family or backbone takes and
-returns) is in `inpaint_jax.convert.api`: a function
+returns) is in `inpaint_jax.models.api`: a function
 `(checkpoint_path, config_or_None, options) -> Converted(family, config, variables={"g": ...,
 "d": ...}, source_file, extra_manifest)` registered with `api.register_converter(name,
-options={flag: accepted values}, default_config="configs/<family>.py")` in any module of this
-package; this CLI imports all of them.
+options={flag: accepted values}, default_config="configs/<family>.py")` in the family's
+`convert.py`; importing `inpaint_jax.models` registers all of them.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib
-import importlib.util
 import os
-import pkgutil
 import sys
 
 import ml_collections
 
 from inpaint_jax import errors
+from inpaint_jax.config_lib import SOURCE_ROOT, load_config_file
+from inpaint_jax.models.api import Options
 from inpaint_jax.registry import CONVERTERS
+from inpaint_jax.weights import model_dir
 
 _COMMON = ("checkpoint", "output", "config", "overwrite")
 _FLAG_ONLY = ("overwrite",)
-SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def import_converters() -> None:
-  """Imports every module of `inpaint_jax.convert`, so that their converters register."""
-  import inpaint_jax.convert as pkg  # pylint: disable=g-import-not-at-top
-
-  for info in pkgutil.iter_modules(pkg.__path__):
-    if not info.name.startswith("_"):
-      importlib.import_module(f"{pkg.__name__}.{info.name}")
 
 
 def parse_args(argv: list[str]) -> tuple[dict[str, str], dict[str, str], list[str]]:
@@ -86,21 +76,6 @@ def parse_args(argv: list[str]) -> tuple[dict[str, str], dict[str, str], list[st
       (common if key in _COMMON else others)[key] = value
     i += 1
   return common, overrides, others
-
-
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-  """`FILE[:ARG]` -> FILE's `get_config(ARG)`; FILE relative to the cwd or the source tree."""
-  path, _, arg = spec.partition(":")
-  candidates = [path] if os.path.isabs(path) else [path, os.path.join(SOURCE_ROOT, path)]
-  found = next((p for p in candidates if os.path.isfile(p)), None)
-  if found is None:
-    raise FileNotFoundError(f"--config={spec}: no such config file {path!r}")
-  module_spec = importlib.util.spec_from_file_location("_inpaint_jax_config", found)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise ValueError(f"--config={spec}: {path} has no get_config()")
-  return module.get_config(arg or None)
 
 
 def _parse_value(text: str, current, field: str):
@@ -150,9 +125,6 @@ def _usage() -> str:
 
 def run(argv: list[str]) -> str:
   """Runs the conversion; returns the model directory written. ValueErrors are user errors."""
-  from inpaint_jax import model_dir  # pylint: disable=g-import-not-at-top
-  from inpaint_jax.convert.api import Options  # pylint: disable=g-import-not-at-top
-
   name, rest = argv[0], argv[1:]
   if name.startswith("-"):
     raise ValueError(f"the first argument is the converter name; accepted: "
@@ -199,7 +171,6 @@ def run(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
   argv = sys.argv[1:] if argv is None else argv
-  import_converters()
   if not argv or argv[0] in ("-h", "--help", "help"):
     print(_usage())
     return

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from inpaint_jax.metrics import fid, lpips
+
 
 class _Parser(argparse.ArgumentParser):
   def error(self, message: str) -> NoReturn:
@@ -37,8 +39,6 @@ def _run(fn, *args) -> int:
 
 def convert_lpips(argv: Sequence[str]) -> int:
   """`lpips --vgg16 PATH --lin PATH --output FILE.npz`; returns the exit status."""
-  from inpaint_jax.metrics import lpips  # pylint: disable=g-import-not-at-top
-
   p = _Parser(prog="lpips", description="LPIPS-VGG v0.1 weights -> .npz")
   p.add_argument("--vgg16", required=True, help="torchvision vgg16 state_dict (.pth)")
   p.add_argument("--lin", required=True, help="the lpips package's weights/v0.1/vgg.pth")
@@ -49,8 +49,6 @@ def convert_lpips(argv: Sequence[str]) -> int:
 
 def convert_inception(argv: Sequence[str]) -> int:
   """`inception --weights PATH --output FILE.npz`; returns the exit status."""
-  from inpaint_jax.metrics import fid  # pylint: disable=g-import-not-at-top
-
   p = _Parser(prog="inception", description="pytorch-fid FID Inception weights -> .npz")
   p.add_argument("--weights", required=True, help="pt_inception-2015-12-05-*.pth")
   p.add_argument("--output", required=True, help="converted file (.npz)")

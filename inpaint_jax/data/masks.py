@@ -820,8 +820,3 @@ def build(cfg: Mapping[str, Any] | Any, *, field: str = "masks") -> MaskGenerato
     return dataclasses.replace(gen, **top)
   except ValueError as e:
     raise ValueError(f"config field {field}.{e}") from None
-
-
-# DFNet's generators and the LaMa study's (`study_mixed`, `square`) live in their own
-# modules (they use `Segments` and `rasterize` above).
-from inpaint_jax.data import dcf_masks, dfnet_masks, study_masks  # noqa: E402, F401  pylint: disable=g-import-not-at-top

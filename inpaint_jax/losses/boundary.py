@@ -1,8 +1,7 @@
 """Losses on the ring around the hole (DCF's boundary, transition and colour terms).
 
-The rings come from grey-scale morphology of the mask (1 = hole), as PyTorch
-`F.max_pool2d(mask, k, stride=1, padding=k // 2)` computes it: the window
-ignores pixels outside the image. DCF clamps these terms (5, 3, 2): use the
+The rings come from grey-scale morphology of the mask (1 = hole,
+`inpaint_jax.models.morphology`). DCF clamps these terms (5, 3, 2): use the
 recipe option `clamp=`.
 """
 
@@ -13,39 +12,11 @@ import jax.numpy as jnp
 
 from inpaint_jax.losses.pixel import abs_l1
 from inpaint_jax.losses.recipe import LossInputs
+from inpaint_jax.models.morphology import depthwise, dilate, erode, gaussian_kernel
 from inpaint_jax.registry import LOSSES
 
 _SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 _SOBEL_Y = ((-1.0, -2.0, -1.0), (0.0, 0.0, 0.0), (1.0, 2.0, 1.0))
-
-
-def dilate(mask: jax.Array, k: int) -> jax.Array:
-  """(N, H, W, 1) -> the same: max over each k x k window (the border is not a value)."""
-  p = k // 2
-  return jax.lax.reduce_window(mask, -jnp.inf, jax.lax.max, (1, k, k, 1), (1, 1, 1, 1),
-                               ((0, 0), (p, p), (p, p), (0, 0)))
-
-
-def erode(mask: jax.Array, k: int) -> jax.Array:
-  """Min over each k x k window, as -max_pool(-mask)."""
-  return -dilate(-mask, k)
-
-
-def _depthwise(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Zero-padded 'same' cross-correlation of every channel of x (N, H, W, C) with kernel."""
-  c = x.shape[-1]
-  kh, kw = kernel.shape
-  k = jnp.tile(kernel.astype(x.dtype)[:, :, None, None], (1, 1, 1, c))
-  return jax.lax.conv_general_dilated(x, k, (1, 1), ((kh // 2, kh // 2), (kw // 2, kw // 2)),
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                      feature_group_count=c)
-
-
-def gaussian_kernel(size: int, sigma: float) -> jax.Array:
-  """(size, size), normalised to sum 1."""
-  ax = jnp.arange(size, dtype=jnp.float32) - (size - 1) / 2
-  g = jnp.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2.0 * sigma * sigma))
-  return g / jnp.sum(g)
 
 
 @LOSSES.register("boundary_gradient")
@@ -61,8 +32,8 @@ def boundary_gradient(inputs: LossInputs, kernel_size: int = 7,
       -decay * (dilate(m, kernel_size) - m))
   lum = jnp.asarray((0.299, 0.587, 0.114), inputs.pred.dtype)
   d = jnp.sum((inputs.pred - inputs.image) * lum, axis=-1, keepdims=True)
-  gx = _depthwise(d, jnp.asarray(_SOBEL_X))   # Sobel is linear: grad(p) - grad(t) = grad(p - t)
-  gy = _depthwise(d, jnp.asarray(_SOBEL_Y))
+  gx = depthwise(d, jnp.asarray(_SOBEL_X))   # Sobel is linear: grad(p) - grad(t) = grad(p - t)
+  gy = depthwise(d, jnp.asarray(_SOBEL_Y))
   return (jnp.sum(abs_l1(gx * rw)) + jnp.sum(abs_l1(gy * rw))) / (jnp.sum(rw) + 1e-8)
 
 
@@ -78,8 +49,8 @@ def smooth_transition(inputs: LossInputs, kernel_size: int = 11, sigma: float = 
   g = gaussian_kernel(kernel_size, sigma)
 
   def stats(x):
-    mu = _depthwise(x, g)
-    return mu, _depthwise(jnp.square(x - mu), g)
+    mu = depthwise(x, g)
+    return mu, depthwise(jnp.square(x - mu), g)
 
   mp, vp = stats(inputs.pred)
   mt, vt = stats(inputs.image)

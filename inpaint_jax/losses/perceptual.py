@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from inpaint_jax.frozen import FrozenNet
+from inpaint_jax.backbones.frozen import FrozenNet
 from inpaint_jax.losses.pixel import abs_l1, region_weight
 from inpaint_jax.losses.recipe import LossInputs, resize_bilinear
 from inpaint_jax.registry import LOSSES

@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inpaint_jax.backbones.inception import FIDInceptionV3
 from inpaint_jax.metrics import frechet, pixel
 from inpaint_jax.metrics.lpips import LPIPS
 from inpaint_jax.metrics.structural import ssim
-from inpaint_jax.models.inception import FIDInceptionV3
 
 
 def _random_variables(module, *args) -> dict:

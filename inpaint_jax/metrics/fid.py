@@ -20,18 +20,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from inpaint_jax.convert import params_file
+from inpaint_jax.backbones.inception import FIDInceptionV3, variables_from_torch
 from inpaint_jax.metrics import frechet
-from inpaint_jax.models.inception import FIDInceptionV3
+from inpaint_jax.weights import params_file, torch_file
 
 KIND = "fid_inception_v3_pt_2015_12_05"
 
 
 def convert_from_torch(inception_path: str, output: str) -> str:
   """Reads pytorch-fid's weight file (without torch) and writes the converted `.npz`."""
-  from inpaint_jax.convert import torch_file  # pylint: disable=g-import-not-at-top
-  from inpaint_jax.models.inception import variables_from_torch  # pylint: disable=g-import-not-at-top
-
   params_file.save_params(output, variables_from_torch(torch_file.load_state_dict(
       inception_path)), KIND)
   return output

@@ -28,8 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inpaint_jax.convert import params_file
-from inpaint_jax.models import vgg
+from inpaint_jax.backbones import vgg
+from inpaint_jax.weights import params_file, torch_file
 
 LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 CHANNELS = (64, 128, 256, 512, 512)
@@ -85,8 +85,6 @@ def params_from_torch(vgg_state_dict: Mapping[str, Any],
 
 def convert_from_torch(vgg_path: str, lin_path: str, output: str) -> str:
   """Reads the two PyTorch files (without torch) and writes the converted `.npz`."""
-  from inpaint_jax.convert import torch_file  # pylint: disable=g-import-not-at-top
-
   params = params_from_torch(torch_file.load_state_dict(vgg_path),
                              torch_file.load_state_dict(lin_path))
   params_file.save_params(output, params, KIND)

@@ -1,14 +1,17 @@
-"""Model families. Importing this package registers every generator and discriminator."""
+"""Model families. Importing this package registers every family's parts.
 
-# Registration side effects.
-from inpaint_jax.models import (
-    dcf,  # noqa: F401
-    dfnet,  # noqa: F401
-    dgfnet,  # noqa: F401
-    discriminators,  # noqa: F401
-    dpnet,  # noqa: F401
-    lama,  # noqa: F401
-    resnet,  # noqa: F401
-    rfr,  # noqa: F401
-    vgg,  # noqa: F401
+Each family is one sub-package (network, inference adapter, converter, its own masks); adding
+a family is one folder and one line here. Shared layers sit beside them (`layers`, `norm`,
+`spectral_norm`, `partial_conv`, ...), the family contract in `api`.
+"""
+
+# Registration side effects: generators, discriminators, adapters, converters, masks.
+from inpaint_jax.models import (  # noqa: F401
+    dcf,
+    dfnet,
+    dgfnet,
+    discriminators,
+    dpnet,
+    lama,
+    rfr,
 )

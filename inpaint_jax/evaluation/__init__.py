@@ -1,0 +1,1 @@
+"""The libraries behind `evaluate` and `eval_mode`: scoring, reports, baselines."""

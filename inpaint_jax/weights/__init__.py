@@ -1,0 +1,1 @@
+"""File formats: the torch-free PyTorch reader, params files, key trees, model directories."""
