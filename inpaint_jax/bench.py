@@ -44,11 +44,14 @@ from typing import Any
 from absl import app, flags
 from ml_collections import config_flags
 
+from inpaint_jax import config_lib
+
 MODES = ("infer", "generator", "train", "data")
 DTYPES = ("float32", "bfloat16")
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, e.g. configs/lama.py:big.", lock_config=False)
+    "config", None, "Config: a file FILE.py[:ARG] (configs/lama.py:big) or a packaged config "
+    "by name NAME[:ARG] (lama:big); --config.a.b=VALUE overrides a field.", lock_config=False)
 _MODE = flags.DEFINE_enum("mode", "infer", list(MODES), "What to time.")
 _SIZE = flags.DEFINE_integer("size", None, "Image side (default: the config's data.image_size).")
 _BATCH = flags.DEFINE_integer("batch", None, "Batch size (default: the config's batch_size).")
@@ -278,11 +281,11 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None:
-    raise app.UsageError("--config is required, e.g. --config=configs/lama.py:big")
+    raise app.UsageError("--config is required, e.g. --config=lama:big")
   result = bench(_CONFIG.value, mode=_MODE.value, size=_SIZE.value, batch=_BATCH.value,
                  dtype=_DTYPE.value, runs=_RUNS.value, warmup=_WARMUP.value)
   print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, argv=config_lib.absl_argv(sys.argv))

@@ -1,7 +1,9 @@
 """Helpers shared by the files in `configs/`.
 
 Config files import from the installed package (never from a sibling file) so
-that `--config=configs/lama.py:big` works from any working directory.
+that `--config=configs/lama.py:big` works from any working directory. The configs are also
+shipped as the package `inpaint_jax.configs`, reachable by name: `--config=lama:big`
+(`load_config_file`, and `absl_argv` for the absl commands).
 """
 
 from __future__ import annotations
@@ -155,16 +157,115 @@ def eval_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
 
 # The repository root (configs/ sits beside the package in a clone).
 SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE = "inpaint_jax.configs"   # configs/ as installed (pyproject maps it there)
+
+
+def packaged_config_dir() -> str | None:
+  """The folder of the configs shipped with the package (`configs/` of a clone)."""
+  try:
+    spec = importlib.util.find_spec(_PACKAGE)
+  except ImportError:
+    spec = None
+  locations = list(spec.submodule_search_locations or []) if spec is not None else []
+  for folder in [*locations, os.path.join(SOURCE_ROOT, "configs")]:
+    if os.path.isdir(folder):
+      return folder
+  return None
+
+
+def config_names() -> list[str]:
+  """Names of the packaged configs (`lama`, `dfnet`, ...), for `--config=NAME[:ARG]`."""
+  folder = packaged_config_dir()
+  if folder is None:
+    return []
+  return sorted(f[:-3] for f in os.listdir(folder)
+                if f.endswith(".py") and not f.startswith("_"))
+
+
+def find_config_file(path: str) -> str | None:
+  """The config file `path` names, or None.
+
+  In order: `path` itself (absolute, or relative to the working directory), `path` relative
+  to the source tree (so `configs/lama.py` works from any directory of a clone), and a
+  packaged config: `lama`, `lama.py` or `configs/lama.py` name `inpaint_jax.configs`'s
+  `lama.py` (so the names work from an installed wheel too).
+  """
+  if not path:
+    return None
+  candidates = [path] if os.path.isabs(path) else [path, os.path.join(SOURCE_ROOT, path)]
+  head, base = os.path.split(os.path.normpath(path))
+  folder = packaged_config_dir()
+  # `SOURCE_ROOT/configs/x.py` is how library code names a config; in a wheel it is packaged.
+  if folder is not None and head in ("", "configs", os.path.join(SOURCE_ROOT, "configs")):
+    name = base[:-3] if base.endswith(".py") else base
+    candidates.append(os.path.join(folder, f"{name}.py"))
+  return next((os.path.abspath(p) for p in candidates if os.path.isfile(p)), None)
+
+
+def resolve_config_spec(spec: str) -> str:
+  """`FILE[:ARG]` or `NAME[:ARG]` -> `/abs/FILE[:ARG]`; FileNotFoundError names what is accepted."""
+  path, sep, arg = spec.partition(":")
+  found = find_config_file(path)
+  if found is None:
+    names = config_names()
+    accepted = f"; or a packaged config name: {', '.join(names)}" if names else ""
+    raise FileNotFoundError(
+        f"--config={spec}: no such config file {path!r} (relative to the working directory "
+        f"or the source tree); accepted: a config file FILE.py[:ARG]{accepted} (e.g. "
+        f"--config=lama:demo)")
+  return found + sep + arg
+
+
+def resolve_config_argv(argv: list[str], flag: str = "config") -> list[str]:
+  """absl command lines: `--config=NAME[:ARG]` (or a path relative to the source tree) made
+  a path that `ml_collections.config_flags` loads, before absl parses the flags.
+
+  `--config.field=value` overrides are left alone, and so is a config file that exists
+  relative to the working directory (absl reads it as before).
+
+  Raises:
+    FileNotFoundError: a `--config` that names no file and no packaged config.
+  """
+  out = list(argv)
+  i = 1
+  while i < len(out):
+    token = out[i]
+    if token == "--":
+      break
+    dashes = "--" if token.startswith("--") else "-"
+    name, eq, value = token[len(dashes):].partition("=")
+    if name == flag and token.startswith("-"):
+      if not eq and i + 1 < len(out):   # `--config VALUE`
+        i += 1
+        value = out[i]
+      elif not eq:
+        break
+      path = value.partition(":")[0]
+      if not os.path.isfile(path):
+        resolved = resolve_config_spec(value)
+        out[i] = f"{dashes}{flag}={resolved}" if eq else resolved
+    i += 1
+  return out
+
+
+def absl_argv(argv: list[str]) -> list[str]:
+  """`resolve_config_argv` for an absl command's entry: a bad `--config` exits with one line."""
+  from inpaint_jax import errors  # pylint: disable=g-import-not-at-top
+
+  try:
+    return resolve_config_argv(argv)
+  except FileNotFoundError as e:
+    errors.exit_with(str(e))
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
-  """`FILE[:ARG]` -> FILE's `get_config(ARG)`; FILE relative to the cwd or the source tree."""
-  path, _, arg = spec.partition(":")
-  candidates = [path] if os.path.isabs(path) else [path, os.path.join(SOURCE_ROOT, path)]
-  found = next((p for p in candidates if os.path.isfile(p)), None)
-  if found is None:
-    raise FileNotFoundError(f"--config={spec}: no such config file {path!r}")
-  module_spec = importlib.util.spec_from_file_location("_inpaint_jax_config", found)
+  """`FILE[:ARG]` or `NAME[:ARG]` -> that config's `get_config(ARG)`.
+
+  FILE is relative to the working directory or the source tree; NAME is a packaged config
+  (`lama`, `dfnet`, ...; see `find_config_file`).
+  """
+  path, _, arg = resolve_config_spec(spec).partition(":")
+  module_spec = importlib.util.spec_from_file_location("_inpaint_jax_config", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   if not hasattr(module, "get_config"):

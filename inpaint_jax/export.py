@@ -32,20 +32,29 @@ from inpaint_jax.errors import UserError
 from inpaint_jax.inference import engine
 from inpaint_jax.models import api
 
+_DESCRIPTION = """\
+Export a model directory's or training workdir's eval-mode generator (with the composite)
+as serialized StableHLO (jax.export) with the weights inside: the file runs with JAX alone,
+exported.call(image (N, H, W, 3), mask (N, H, W, 1)). Prints one JSON line."""
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message: str) -> None:
-    errors.exit_with(message)
+_EPILOG = """\
+examples:
+  python -m inpaint_jax.export --checkpoint models/big-lama --output lama_512.bin \\
+      --height 512 --width 512
+  python -m inpaint_jax.export --checkpoint models/dfnet --output g.bin --polymorphic"""
 
 
 def make_parser() -> argparse.ArgumentParser:
-  p = _Parser(prog="python -m inpaint_jax.export", description=__doc__.split("\n\n")[0])
-  p.add_argument("--checkpoint", required=True, help="model directory or training workdir")
-  p.add_argument("--output", required=True, help="where the serialized export goes")
-  p.add_argument("--height", type=int, help="input height (with --width)")
-  p.add_argument("--width", type=int, help="input width (with --height)")
-  p.add_argument("--polymorphic", action="store_true", help="symbolic batch, height and width")
-  p.add_argument("--platforms", default=None,
+  p = errors.ArgumentParser("python -m inpaint_jax.export", _DESCRIPTION, epilog=_EPILOG)
+  p.add_argument("--checkpoint", required=True, metavar="DIR",
+                 help="model directory or training workdir")
+  p.add_argument("--output", required=True, metavar="FILE",
+                 help="where the serialized export goes")
+  p.add_argument("--height", type=int, metavar="H", help="input height (with --width)")
+  p.add_argument("--width", type=int, metavar="W", help="input width (with --height)")
+  p.add_argument("--polymorphic", action="store_true",
+                 help="symbolic height and width too (the batch is always symbolic)")
+  p.add_argument("--platforms", default=None, metavar="LIST",
                  help="comma-separated lowering platforms, e.g. cpu,cuda (default: this one)")
   return p
 

@@ -14,7 +14,6 @@ memory (VmHWM).
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -27,6 +26,7 @@ import numpy as np
 import optax
 from PIL import Image
 
+from inpaint_jax import errors
 from inpaint_jax import system as system_lib
 from inpaint_jax.config_lib import load_config_file
 from inpaint_jax.inference import engine as inference
@@ -35,7 +35,11 @@ from inpaint_jax.weights import model_dir
 
 
 def _config(variant: str):
-  return load_config_file(f"configs/lama.py:{variant}")
+  try:
+    with errors.as_user_errors():
+      return load_config_file(f"lama:{variant}")
+  except errors.UserError as e:
+    errors.exit_with(f"--variant {variant}: {e}")
 
 
 def random_generator(variant: str):
@@ -64,18 +68,28 @@ def _vmhwm_mb() -> float:
   return float("nan")
 
 
-def main() -> None:
-  p = argparse.ArgumentParser()
-  p.add_argument("--variant", default="big")
-  p.add_argument("--what", choices=("latency", "folder", "refine_memory"), default="latency")
-  p.add_argument("--size", type=int, default=512)
-  p.add_argument("--repeats", type=int, default=3)
-  p.add_argument("--images", type=int, default=8)
+def main(argv: list[str] | None = None) -> None:
+  p = errors.ArgumentParser(
+      "python -m inpaint_jax.inference_bench",
+      "Inference figures of a LaMa variant with random weights: eval-pass latency, the inpaint "
+      "command's folder throughput, or the memory of LaMa's feature refinement.",
+      epilog="examples:\n"
+             "  python -m inpaint_jax.inference_bench --variant big --what latency --size 512\n"
+             "  python -m inpaint_jax.inference_bench --variant big --what refine_memory "
+             "--size 1024")
+  p.add_argument("--variant", default="big", metavar="NAME",
+                 help="variant of the lama config (fourier, big, demo, tiny)")
+  p.add_argument("--what", choices=("latency", "folder", "refine_memory"), default="latency",
+                 help="what to measure")
+  p.add_argument("--size", type=int, default=512, metavar="S", help="image side in pixels")
+  p.add_argument("--repeats", type=int, default=3, metavar="N", help="latency: timed passes")
+  p.add_argument("--images", type=int, default=8, metavar="N", help="folder: image/mask pairs")
   p.add_argument("--run", action="store_true", help="refine_memory: also run the refinement")
-  p.add_argument("--iters", type=int, default=15, help="refine_memory --run: Adam iterations")
+  p.add_argument("--iters", type=int, default=15, metavar="N",
+                 help="refine_memory --run: Adam iterations")
   p.add_argument("--compare", action="store_true",
                  help="refine_memory: also analyse the step without rematerialisation")
-  args = p.parse_args()
+  args = p.parse_args(argv)
 
   config, g_model, variables = random_generator(args.variant)
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
@@ -106,7 +120,7 @@ def main() -> None:
             os.path.join(src, f"{i:03d}_mask000.png"))
       # The command runs as users run it, in its own interpreter.
       subprocess.run([sys.executable, "-m", "inpaint_jax.inpaint", "--checkpoint", md,
-                      "--input-dir", src, "--output-dir", os.path.join(tmp, "out")], check=True)
+                      "--input_dir", src, "--output_dir", os.path.join(tmp, "out")], check=True)
   else:
     shape = refine.LamaShape.from_config(config)
     image, mask = _sample(args.size, 0)

@@ -1,25 +1,27 @@
 r"""`python -m inpaint_jax.inpaint`: inpaint images with any family's generator.
 
   python -m inpaint_jax.inpaint --checkpoint DIR --image IMG --mask MASK --output OUT
-  python -m inpaint_jax.inpaint --checkpoint DIR --input-dir IN --output-dir OUT \
-      [--image-suffix .png] [--bucket 128]
+  python -m inpaint_jax.inpaint --checkpoint DIR --input_dir IN --output_dir OUT \
+      [--image_suffix .png] [--bucket 128]
 
 DIR is a model directory (`python -m inpaint_jax.convert`) or a training workdir (its latest
 checkpoint, EMA weights when kept). Convention for every family: image RGB, mask white
 (non-zero) = hole; see `inpaint_jax.image_io` for the accepted files and `.npy` in/out.
 
 Folder mode follows LaMa's layout: every `*mask*.png` under IN (recursively) is a mask, its
-image is the mask's name up to `_mask` plus `--image-suffix` (`photo.png` beside
+image is the mask's name up to `_mask` plus `--image_suffix` (`photo.png` beside
 `photo_mask000.png`, `photo_mask001.png`, ...), and the result goes to OUT under the mask's
-relative name with `.png`. Images without a mask and masks without an image are skipped and
-counted; broken files are reported one line each and the run goes on (exit status 2 at the
-end). Files are read and written by background threads while the device runs, each padded
-shape compiles once (`--bucket` pads to a coarser grid, so mixed sizes share programs), and
-a progress bar shows images/s and the ETA.
+relative name with `.png` (`python -m inpaint_jax.masks --images` writes such a folder, and
+`python -m inpaint_jax.evaluate` matches the results back to it). Images without a mask and
+masks without an image are skipped and counted; broken files are reported one line each and
+the run goes on (exit status 2 at the end). Files are read and written by background threads
+while the device runs, each padded shape compiles once (`--bucket` pads to a coarser grid, so
+mixed sizes share programs), and a progress bar shows images/s and the ETA.
 
-High resolution: `--hd-strategy original|resize|crop` with `--hd-trigger-size`,
-`--hd-resize-limit`, `--hd-crop-margin` (see `inpaint_jax.hd`); `--refine` runs LaMa's
-feature refinement (see `inpaint_jax.refine`).
+High resolution: `--hd_strategy original|resize|crop` with `--hd_trigger_size`,
+`--hd_resize_limit`, `--hd_crop_margin` (see `inpaint_jax.hd`); `--refine` runs LaMa's
+feature refinement (see `inpaint_jax.refine`). Flags are also accepted in dash-case
+(`--input-dir`).
 """
 
 from __future__ import annotations
@@ -42,36 +44,55 @@ from inpaint_jax.data import image_io
 from inpaint_jax.errors import UserError
 from inpaint_jax.inference import hd
 
+_DESCRIPTION = """\
+Inpaint images with a model directory or a training workdir: one image (--image, --mask,
+--output), or a folder in LaMa's layout (--input_dir, --output_dir): every NAME_mask*.png
+beside NAME.png, results under the masks' names. Masks: white / non-zero = hole."""
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message: str) -> None:  # one line, exit 2, as every user error
-    errors.exit_with(message)
+_EPILOG = """\
+examples:
+  python -m inpaint_jax.inpaint --checkpoint models/big-lama --image photo.jpg \\
+      --mask mask.png --output out.png
+  python -m inpaint_jax.inpaint --checkpoint models/big-lama --input_dir in/ --output_dir out/"""
 
 
 def make_parser() -> argparse.ArgumentParser:
-  p = _Parser(prog="python -m inpaint_jax.inpaint", description=__doc__.split("\n\n")[0],
-              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--checkpoint", required=True,
+  p = errors.ArgumentParser("python -m inpaint_jax.inpaint", _DESCRIPTION, epilog=_EPILOG)
+  p.add_argument("--checkpoint", required=True, metavar="DIR",
                  help="model directory or training workdir")
-  p.add_argument("--image", help="input image (any Pillow format or .npy)")
-  p.add_argument("--mask", help="mask, white / non-zero = hole (image file or .npy)")
-  p.add_argument("--output", help="result file (.png, .jpg, ... or .npy)")
-  p.add_argument("--input-dir", help="folder mode: LaMa layout (name.png + name_mask000.png)")
-  p.add_argument("--output-dir", help="folder mode: where results go")
-  p.add_argument("--image-suffix", default=".png", help="folder mode: image file suffix")
-  p.add_argument("--bucket", type=int, default=None,
-                 help="pad H and W to multiples of this (default: the model's size rule)")
-  p.add_argument("--hd-strategy", default="original", choices=hd.STRATEGIES)
-  p.add_argument("--hd-trigger-size", type=int, default=hd.HDConfig.trigger_size)
-  p.add_argument("--hd-resize-limit", type=int, default=hd.HDConfig.resize_limit)
-  p.add_argument("--hd-crop-margin", type=int, default=hd.HDConfig.crop_margin)
-  p.add_argument("--refine", action="store_true", help="LaMa feature refinement")
-  p.add_argument("--refine-iters", type=int, default=15, help="Adam steps per pyramid level")
-  p.add_argument("--refine-lr", type=float, default=0.002)
-  p.add_argument("--refine-min-side", type=int, default=512)
-  p.add_argument("--refine-max-scales", type=int, default=3)
-  p.add_argument("--refine-px-budget", type=int, default=1_800_000)
-  p.add_argument("--no-progress", action="store_true", help="no progress bar")
+  p.add_argument("--image", metavar="FILE", help="input image (any Pillow format or .npy)")
+  p.add_argument("--mask", metavar="FILE",
+                 help="mask, white / non-zero = hole (image file or .npy)")
+  p.add_argument("--output", metavar="FILE", help="result file (.png, .jpg, ... or .npy)")
+  p.add_argument("--input_dir", metavar="DIR",
+                 help="folder mode: LaMa layout (NAME.png + NAME_mask000.png, recursive)")
+  p.add_argument("--output_dir", metavar="DIR",
+                 help="folder mode: where results go (under the masks' names, .png)")
+  p.add_argument("--image_suffix", default=".png", metavar="SUFFIX",
+                 help="folder mode: file suffix of the images")
+  p.add_argument("--bucket", type=int, default=None, metavar="N",
+                 help="pad H and W to multiples of N (default: the model's size rule)")
+  p.add_argument("--hd_strategy", default="original", choices=hd.STRATEGIES,
+                 help="high resolution: run as is, resize down, or crop around the holes")
+  p.add_argument("--hd_trigger_size", type=int, default=hd.HDConfig.trigger_size, metavar="PX",
+                 help="resize / crop: only images with a longer side above this")
+  p.add_argument("--hd_resize_limit", type=int, default=hd.HDConfig.resize_limit, metavar="PX",
+                 help="resize: longer side the image is resized down to")
+  p.add_argument("--hd_crop_margin", type=int, default=hd.HDConfig.crop_margin, metavar="PX",
+                 help="crop: margin around each hole's bounding box")
+  p.add_argument("--refine", action="store_true",
+                 help="LaMa feature refinement (LaMa-family generators)")
+  p.add_argument("--refine_iters", type=int, default=15, metavar="N",
+                 help="refine: Adam steps per pyramid level")
+  p.add_argument("--refine_lr", type=float, default=0.002, metavar="LR",
+                 help="refine: Adam learning rate")
+  p.add_argument("--refine_min_side", type=int, default=512, metavar="PX",
+                 help="refine: smallest side of the coarsest pyramid level")
+  p.add_argument("--refine_max_scales", type=int, default=3, metavar="N",
+                 help="refine: most pyramid levels")
+  p.add_argument("--refine_px_budget", type=int, default=1_800_000, metavar="PX",
+                 help="refine: images with more pixels are resized down first")
+  p.add_argument("--no_progress", action="store_true", help="no progress bar")
   return p
 
 
@@ -155,7 +176,7 @@ def run_folder(runner: Runner, args: argparse.Namespace) -> int:
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
   if not os.path.isdir(args.input_dir):
-    raise UserError(f"--input-dir {args.input_dir}: no such folder")
+    raise UserError(f"--input_dir {args.input_dir}: no such folder")
   pairs, orphans, no_mask = find_pairs(args.input_dir, args.image_suffix)
   for m in orphans:
     print(f"warning: skipped mask {m}: no image "
@@ -164,7 +185,7 @@ def run_folder(runner: Runner, args: argparse.Namespace) -> int:
     print(f"warning: skipped {len(no_mask)} image(s) without a mask (NAME_mask*.png), e.g. "
           f"{no_mask[0]}", file=sys.stderr)
   if not pairs:
-    raise UserError(f"--input-dir {args.input_dir}: no image/mask pairs (expected "
+    raise UserError(f"--input_dir {args.input_dir}: no image/mask pairs (expected "
                     f"NAME{args.image_suffix} beside NAME_mask000.png)")
 
   def out_path(mask_path: str) -> str:
@@ -208,6 +229,7 @@ def run_folder(runner: Runner, args: argparse.Namespace) -> int:
   print(f"inpainted {done} image(s) in {seconds:.1f} s ({done / max(seconds, 1e-9):.3g} "
         f"images/s); skipped: {len(orphans)} mask(s) without image, {len(no_mask)} image(s) "
         f"without mask, {refused} refused", file=sys.stderr)
+  print(f"wrote {done} result(s) to {args.output_dir}", flush=True)
   return refused
 
 
@@ -218,12 +240,12 @@ def main(argv: list[str] | None = None) -> None:
   try:
     if any(folder):
       if any(single):
-        raise UserError("use either --image/--mask/--output or --input-dir/--output-dir")
+        raise UserError("use either --image/--mask/--output or --input_dir/--output_dir")
       if not all(folder):
-        raise UserError("folder mode needs both --input-dir and --output-dir")
+        raise UserError("folder mode needs both --input_dir and --output_dir")
     elif not all(single):
       missing = [f for f, v in zip(("--image", "--mask", "--output"), single, strict=True) if not v]
-      raise UserError(f"{', '.join(missing)} required (or --input-dir and --output-dir)")
+      raise UserError(f"{', '.join(missing)} required (or --input_dir and --output_dir)")
     with errors.as_user_errors():
       inputs = None if any(folder) else read_single(args)
       runner = Runner(args)
@@ -234,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
                           f"(see the warnings above); the others were written")
       else:
         image_io.write_result(args.output, runner(*inputs))
+        print(f"wrote {args.output}", flush=True)
   except UserError as e:
     errors.exit_with(str(e))
 

@@ -1,5 +1,9 @@
 r"""Entry point: `python -m inpaint_jax.main --config=configs/lama.py --workdir=DIR`.
 
+`--config` is a config file (`configs/lama.py:big`, relative to the working directory or
+the source tree) or a packaged config by name (`lama:big`); `--config.a.b=VALUE` overrides
+one field.
+
 Kept short on purpose: flags, optional `jax.distributed` setup, then one of the
 modes in `inpaint_jax`. Modes:
   train    train (and resume) in --workdir (default).
@@ -21,12 +25,15 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from inpaint_jax import errors
+from inpaint_jax import config_lib, errors
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, e.g. configs/lama.py or configs/lama.py:big.",
+    "config", None, "Config: a file FILE.py[:ARG] (configs/lama.py:big) or a packaged config "
+    "by name NAME[:ARG] (lama:big); --config.a.b=VALUE overrides a field.",
     lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default runs/<config name>).")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run directory (default runs/<config name>); for --mode=eval a training "
+    "workdir or a model directory (python -m inpaint_jax.convert).")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "summary"], "What to do.")
 _DISTRIBUTED = flags.DEFINE_enum(
     "distributed", "auto", ["auto", "on", "off"],
@@ -65,6 +72,8 @@ def parse_flags(argv: list[str]) -> list[str]:
   Covers an unknown config field, a value of the wrong type and an error
   raised by the config file itself (e.g. an unknown variant).
   """
+  # `--config=lama:demo` (a packaged config) becomes a path absl's config flag can load.
+  argv = config_lib.absl_argv(argv)
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
@@ -86,7 +95,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None:
-    raise app.UsageError("--config is required, e.g. --config=configs/lama.py")
+    raise app.UsageError("--config is required, e.g. --config=configs/lama.py or --config=lama")
 
   import jax  # pylint: disable=g-import-not-at-top
 

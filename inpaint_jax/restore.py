@@ -78,8 +78,12 @@ def load_generator(path: str) -> tuple[ml_collections.ConfigDict, nn.Module, PyT
   The variables are host numpy arrays: {"params": ..., "batch_stats": ...}.
   """
   md = load(path)
-  system = system_lib.build(md.config)
-  return md.config, system.nets["g"], md.variables["g"]
+  return md.config, generator(md), md.variables["g"]
+
+
+def generator(md: model_dir.ModelDir) -> nn.Module:
+  """The generator module of a loaded model directory (or workdir), built from its config."""
+  return system_lib.build(md.config).nets["g"]
 
 
 def _check_same_structure(name: str, got: PyTree, want: PyTree, path: str) -> None:

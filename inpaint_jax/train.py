@@ -4,7 +4,10 @@
 backbones and loss recipes named in the config (`inpaint_jax.system`), jits
 the iteration over a ('data',) device mesh and runs it with periodic logging,
 TensorBoard summaries, sample grids, validation and orbax checkpoints. It
-resumes automatically from the latest checkpoint in `workdir`.
+resumes automatically from the latest checkpoint in `workdir`. One loop serves
+every family so that resuming, multi-process runs and the artefacts of a run
+behave the same whichever model is trained; what differs between families is
+data in the config (networks, loss recipes, schedule).
 
 One iteration (`TrainState.step` counts them):
 
@@ -24,6 +27,15 @@ fresh critic batches and 1 otherwise, so the data at every iteration is a pure
 function of (seed, s) and resuming needs only the step. Training phases
 (`phases`) switch learning rates and freeze BatchNorm from a given iteration
 on; the phase is a function of the step too.
+
+The module reads top to bottom: the schedule (what each iteration does), the
+jitted iteration (`train_step`), then the run: `train_and_evaluate`, its set-up,
+the step loop, the periodic work (sample grids, validation) and the end of a
+run. The log says what a long set-up phase is doing before it starts (loading
+frozen loss networks, compiling the train step, the first sample grid and
+validation); the ETA of the progress lines times only the steps after the
+first, which includes compilation (`inpaint_jax.progress`); a finished run
+names its last checkpoint and the `inpaint_jax.inpaint` command that uses it.
 """
 
 from __future__ import annotations
@@ -31,9 +43,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import shlex
 import signal
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -45,6 +59,7 @@ import optax
 from absl import logging
 
 from inpaint_jax import errors, losses, restore, sharding, writers
+from inpaint_jax import progress as progress_lib
 from inpaint_jax import system as system_lib
 from inpaint_jax.backbones import frozen as frozen_lib
 from inpaint_jax.checkpoint import Checkpointer
@@ -341,8 +356,99 @@ def _train_step(state, batches, frozen_vars, *, system, plan):
 
 
 # ----------------------------------------------------------------------------
-# Setup.
+# The run: set-up, the step loop, periodic work, the end.
 # ----------------------------------------------------------------------------
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains until `config.total_steps`, resuming from `workdir` if possible.
+
+  Args:
+    config: a locked config from `configs/`.
+    workdir: where checkpoints, TensorBoard events, metrics.jsonl and sample
+      grids go.
+
+  Returns:
+    The final train state.
+  """
+  # Everything up to the first step checks what the user asked for: its
+  # errors (bad config fields, paths, files, shapes) become one-line errors.
+  with errors.as_user_errors():
+    run, state = _set_up(config, workdir)
+  samples = _SampleGrids(run)
+  fault = _fault_hook()
+  stop = _StopRequest()
+  stop.install()
+  data_iter = run.batches.iterate(run.start_step * run.batches_per_step)
+  try:
+    state, step = _step_loop(run, state, data_iter, samples, stop, fault)
+  finally:
+    stop.uninstall()
+    _close(run, data_iter)
+  if step >= config.total_steps:
+    _report_finished(run, step)
+  return state
+
+
+@dataclasses.dataclass
+class _Run:
+  """What the step loop works with, built once by `_set_up`.
+
+  The train state is not kept here: each step donates its buffers, so it travels
+  separately from one step to the next.
+  """
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  system: system_lib.System
+  schedule: Schedule
+  writer: writers.MetricWriter
+  mesh: jax.sharding.Mesh
+  repl: jax.sharding.NamedSharding
+  batches: pipeline.InpaintBatches
+  frozen_vars: PyTree
+  ckpt: Checkpointer
+  validation: _Validation
+  start_step: int
+
+  @property
+  def batches_per_step(self) -> int:
+    return self.schedule.batches_per_step
+
+  def meta(self, step: int) -> dict[str, Any]:
+    """The metadata a checkpoint stores beside the state.
+
+    `data_position` is for people reading it: the data of an iteration follow from its step.
+    """
+    return {"step": step, "data_position": step * self.batches_per_step,
+            "config": self.config.to_json_best_effort()}
+
+
+# ----------------------------------------------------------------------------
+# Set-up: data, state, resume.
+# ----------------------------------------------------------------------------
+def _set_up(config: ml_collections.ConfigDict, workdir: str) -> tuple[_Run, TrainState]:
+  """Builds the run and its train state, resumed from `workdir` when it has a checkpoint."""
+  check_config(config)
+  system = system_lib.build(config)
+  schedule = Schedule(config, system)
+  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  writer.write_hparams(config.to_dict())
+  logging.info("process %d/%d, %d local / %d global devices: %s", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count(),
+               jax.devices()[0].platform)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size)
+  repl = sharding.replicated(mesh)
+  batches = make_batches(config)  # built early, so its decode threads overlap compilation
+  state, frozen_vars = _initial_state(config, system, mesh, repl)
+  ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+  state = _resume(config, system, ckpt, state, repl)
+  start_step = int(jax.device_get(state.step))
+  validation = _Validation(config, workdir)
+  run = _Run(config, workdir, system, schedule, writer, mesh, repl, batches, frozen_vars, ckpt,
+             validation, start_step)
+  return run, state
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
   for field in ("batch_size", "total_steps", "checkpoint_every_steps", "log_every_steps"):
     if int(config[field]) <= 0:
@@ -359,11 +465,150 @@ def make_batches(config: ml_collections.ConfigDict) -> pipeline.InpaintBatches:
       augment=config.data.augment, prefetch=config.data.prefetch)
 
 
+def _initial_state(config: ml_collections.ConfigDict, system: system_lib.System,
+                   mesh: jax.sharding.Mesh, repl: jax.sharding.NamedSharding
+                   ) -> tuple[TrainState, PyTree]:
+  """A fresh train state and the frozen backbones' variables, both replicated on `mesh`."""
+  if system.backbones:
+    # Reading and converting their weight files takes a while for ResNet-50 / VGG-19.
+    logging.info("loading the frozen networks of the losses (%s) ...",
+                 ", ".join(sorted(system.backbones)))
+  frozen_host = system.load_frozen()
+  logging.info("initialising the networks (compiles their initialiser) ...")
+  with jax.set_mesh(mesh):
+    state = jax.jit(functools.partial(system_lib.init_state, system),
+                    out_shardings=repl)(jax.random.PRNGKey(config.seed))
+    frozen_vars = jax.device_put(frozen_host, repl)
+  counts = system_lib.param_counts(state)
+  logging.info("generator_params: %d, discriminator_params: %d", counts["generator_params"],
+               counts["discriminator_params"])
+  return state, frozen_vars
+
+
+def _resume(config: ml_collections.ConfigDict, system: system_lib.System, ckpt: Checkpointer,
+            state: TrainState, repl: jax.sharding.NamedSharding) -> TrainState:
+  """The latest checkpoint's state; on a fresh run `init_from`'s weights, if configured."""
+  latest = ckpt.latest_step()
+  if latest is None and config.get("init_from"):
+    state = jax.device_put(restore.init_from(system, state, config.init_from), repl)
+    logging.info("Initialised the networks from %s.", config.init_from)
+  if latest is not None:
+    state, meta = ckpt.restore(latest, state)
+    logging.info("Resumed from %s at step %d (data position %s).", ckpt.directory, latest,
+                 meta.get("data_position"))
+  return state
+
+
+# ----------------------------------------------------------------------------
+# The step loop.
+# ----------------------------------------------------------------------------
+def _step_loop(run: _Run, state: TrainState, data_iter: Iterator[dict[str, np.ndarray]],
+               samples: _SampleGrids, stop: _StopRequest, fault: Callable[[int], None]
+               ) -> tuple[TrainState, int]:
+  """Iterates from `run.start_step` to `total_steps`, or until a stop request.
+
+  Returns:
+    (the final state, the step it reached).
+  """
+  config, k = run.config, run.batches_per_step
+  step_fns = _StepFunctions(run.system, run.repl)
+  progress = progress_lib.Progress(config.total_steps, run.start_step, time.time())
+  pending: list[dict[str, jax.Array]] = []
+  step = run.start_step
+  phase = phase_at(run.schedule.phases, step)
+  if step >= config.total_steps:
+    logging.info("Nothing to do: step %d >= total_steps %d.", step, config.total_steps)
+  else:
+    logging.info("Training from step %d to %d in phase %r.", step, config.total_steps,
+                 phase.name)
+  while step < config.total_steps:
+    plan = run.schedule.plan(step)
+    if plan.phase != phase:
+      phase = plan.phase
+      logging.info("Step %d: entering phase %r (freeze_bn=%s, lr=%s).", step, phase.name,
+                   phase.freeze_bn, dict(phase.lr) or "schedule")
+    local = stack_batches([next(data_iter) for _ in range(k)])
+    train_fn = step_fns.get(plan)
+    with jax.set_mesh(run.mesh):
+      batch = sharding.global_batch(local, run.mesh, stacked=True)
+      state, metrics = train_fn(state, batch, run.frozen_vars)
+    step += 1
+    pending.append(metrics)
+    is_last = step == config.total_steps
+
+    # The first step gets its own line: it says how long compilation took.
+    if step % config.log_every_steps == 0 or is_last or step == run.start_step + 1:
+      _log_metrics(run, progress, step, pending)
+      pending = []
+    if step % config.image_every_steps == 0 or is_last:
+      samples.write(step, state)
+    if run.validation.due(step) or (is_last and run.validation.enabled):
+      _validate(run, state, step)
+    preempted = stop.requested or (jax.process_count() > 1 and run.ckpt.reached_preemption(step))
+    if step % config.checkpoint_every_steps == 0 or is_last or preempted:
+      run.ckpt.save(step, state, run.meta(step), force=True)
+    fault(step)
+    if preempted:
+      logging.warning("Stopping at step %d after a preemption request; checkpoint saved.", step)
+      break
+  return state, step
+
+
 def stack_batches(local: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
   """k local batches -> {"image": (k, N_local, ...), ...}."""
   return {k: np.stack([b[k] for b in local]) for k in local[0]}
 
 
+class _StepFunctions:
+  """The jitted `train_step`, one per distinct `StepPlan`, compiled on first use."""
+
+  def __init__(self, system: system_lib.System, repl: jax.sharding.NamedSharding):
+    self._system = system
+    self._repl = repl
+    self._fns: dict[StepPlan, Callable] = {}
+
+  def get(self, plan: StepPlan) -> Callable:
+    """The step for `plan`; says so in the log when calling it will compile."""
+    if plan not in self._fns:
+      if self._fns:
+        logging.info("compiling the train step for a new kind of iteration (D update: %s, "
+                     "phase %r) ...", plan.do_d, plan.phase.name)
+      else:
+        logging.info("compiling the train step (first step; takes a while on CPU) ...")
+      self._fns[plan] = jax.jit(functools.partial(train_step, system=self._system, plan=plan),
+                                out_shardings=(self._repl, self._repl), donate_argnums=0)
+    return self._fns[plan]
+
+
+def _log_metrics(run: _Run, progress: progress_lib.Progress, step: int,
+                 pending: list[dict[str, jax.Array]]) -> None:
+  """Fetches the metrics of the steps since the last log line; logs and writes their means.
+
+  The fetch waits for those steps to finish, so the time read after it is when `step`
+  was reached.
+  """
+  fetched = jax.device_get(pending)
+  scalars = _mean_metrics(fetched)
+  bad = [k for k, v in scalars.items() if not np.isfinite(v)]
+  if bad:
+    raise RuntimeError(
+        f"non-finite loss values {bad} between steps {step - len(fetched) + 1} and "
+        f"{step}; lower the learning rates (optim.g.lr / optim.d.lr) or check the data")
+  timing = progress.update(step, time.time())
+  losses_only = {k: v for k, v in scalars.items() if "norm" not in k and not k.endswith("/lr")}
+  progress_lib.log_line(step, run.config.total_steps, losses_only, timing)
+  run.writer.write_scalars(step, {**scalars, "steps_per_sec": timing.steps_per_sec})
+
+
+def _mean_metrics(fetched: list[dict[str, Any]]) -> dict[str, float]:
+  """Means over the steps that report each key (D keys appear on D iterations only)."""
+  keys = sorted({k for m in fetched for k in m})
+  return {k: float(np.mean([m[k] for m in fetched if k in m])) for k in keys}
+
+
+# ----------------------------------------------------------------------------
+# Periodic work: sample grids, validation.
+# ----------------------------------------------------------------------------
 def sample_outputs(system: system_lib.System, state: TrainState, image: jax.Array,
                    mask: jax.Array) -> dict[str, jax.Array]:
   """What the sample grids show, in eval mode (EMA generator weights when kept).
@@ -386,6 +631,61 @@ def sample_outputs(system: system_lib.System, state: TrainState, image: jax.Arra
   return sample
 
 
+# Column labels of the sample grids, each with a short form for narrow images.
+_D_COLUMNS = (("d_real", ("D(real)", "D real")), ("d_fake", ("D(fake)", "D fake")))
+_COLUMNS = (("masked input", "input"), ("prediction", "pred"), ("composite", "comp"), "target")
+
+
+def sample_grid(local: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray],
+                max_rows: int = 4) -> np.ndarray:
+  """The sample grid: one row per example, one labelled column per view.
+
+  Args:
+    local: this process's batch, {"image": (N, H, W, 3), "mask": (N, H, W, 1)}.
+    out: `sample_outputs` on the global batch, as host arrays.
+    max_rows: at most this many examples.
+
+  Returns:
+    (writers.LABEL_HEIGHT + n * H, C * W, 3) for n = min(max_rows, N) examples and the
+    columns masked input (holes white) | prediction | composite | target, then
+    D(real) | D(fake) (grey) when the run has a D.
+  """
+  # Predictions are replicated; inputs come from this process's rows, which
+  # on process 0 are the first rows of the global batch.
+  n = min(max_rows, local["image"].shape[0])
+  image, mask = local["image"][:n], local["mask"][:n]
+  masked = image * (1.0 - mask) + mask  # holes shown white
+  columns = [masked, out["pred"][:n], out["composite"][:n], image]
+  labels = list(_COLUMNS)
+  for key, label in _D_COLUMNS:
+    if key in out:
+      columns.append(np.repeat(out[key][:n], 3, axis=-1))
+      labels.append(label)
+  return writers.image_grid(columns, labels)
+
+
+class _SampleGrids:
+  """Sample grids of a fixed batch: the first examples of step 0."""
+
+  def __init__(self, run: _Run):
+    self._mesh = run.mesh
+    self._writer = run.writer
+    self._fn = jax.jit(functools.partial(sample_outputs, run.system), out_shardings=run.repl)
+    self._local = run.batches.batch_at(0)
+    with jax.set_mesh(run.mesh):
+      self._batch = sharding.global_batch(self._local, run.mesh)
+    self._compiled = False
+
+  def write(self, step: int, state: TrainState) -> None:
+    """Every process runs the jitted predict; process 0's writer writes the grid."""
+    if not self._compiled:
+      logging.info("writing the first sample grid (compiles the eval-mode generator) ...")
+      self._compiled = True
+    with jax.set_mesh(self._mesh):
+      out = jax.device_get(self._fn(state, self._batch["image"], self._batch["mask"]))
+    self._writer.write_images(step, {"samples": sample_grid(self._local, out)})
+
+
 class _Validation:
   """Periodic scores on a fixed validation set, and the best checkpoints by one of them.
 
@@ -400,8 +700,10 @@ class _Validation:
     self.every = int(config.get("eval_every_steps", 0) or 0)
     self.enabled = self.every > 0
     self.best = None
+    self._compiled = False
     if not self.enabled:
       return
+    logging.info("preparing the validation images and metric networks ...")
     self.periodic = runner.PeriodicEval(config)
     self.prefix = f"eval/{self.periodic.set_name}/"
     self.best_metric = str(config.get("best_metric", "") or "")
@@ -423,6 +725,10 @@ class _Validation:
     return self.enabled and step % self.every == 0
 
   def run(self, g_model: nn.Module, variables: PyTree) -> dict[str, float]:
+    if not self._compiled:
+      logging.info("running the first validation (%d images; compiles the evaluation) ...",
+                   len(self.periodic.images))
+      self._compiled = True
     scores = self.periodic(g_model, jax.device_get(variables))
     base = {k[len(self.prefix):]: v for k, v in scores.items() if k.startswith(self.prefix)}
     scores.update({self.prefix + k: v for k, v in summary.derived(base).items()})
@@ -439,6 +745,18 @@ class _Validation:
       self.best.close()
 
 
+def _validate(run: _Run, state: TrainState, step: int) -> None:
+  """Scores the generator, writes and logs the scores, keeps the best checkpoints."""
+  scores = run.validation.run(run.system.nets["g"], system_lib.generator_variables(state))
+  run.writer.write_scalars(step, scores)
+  logging.info("validation at step %d | %s", step,
+               " ".join(f"{k}={v:.4g}" for k, v in sorted(scores.items())))
+  run.validation.save_best(step, state, run.meta(step), scores)
+
+
+# ----------------------------------------------------------------------------
+# Stopping: signals, test faults, the end of a run.
+# ----------------------------------------------------------------------------
 class _StopRequest:
   """Turns SIGTERM into a request to save and stop after the current step."""
 
@@ -463,15 +781,6 @@ class _StopRequest:
       self._previous = None
 
 
-def _mean_metrics(fetched: list[dict[str, Any]]) -> dict[str, float]:
-  """Means over the steps that report each key (D keys appear on D iterations only)."""
-  keys = sorted({k for m in fetched for k in m})
-  return {k: float(np.mean([m[k] for m in fetched if k in m])) for k in keys}
-
-
-# ----------------------------------------------------------------------------
-# The loop.
-# ----------------------------------------------------------------------------
 FAULT_ENV = "INPAINT_JAX_FAULT"
 
 
@@ -505,165 +814,34 @@ def _fault_hook() -> Callable[[int], None]:
   return hook
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-  """Trains until `config.total_steps`, resuming from `workdir` if possible.
+def _close(run: _Run, data_iter: Iterator[dict[str, np.ndarray]]) -> None:
+  """Stops the prefetch threads and waits for the checkpoint saves in flight."""
+  for obj in (data_iter, run.batches):
+    close = getattr(obj, "close", None)
+    if close is not None:
+      close()
+  run.ckpt.close()
+  run.validation.close()
+  run.writer.close()
 
-  Args:
-    config: a locked config from `configs/`.
-    workdir: where checkpoints, TensorBoard events, metrics.jsonl and sample
-      grids go.
 
-  Returns:
-    The final train state.
-  """
-  # Everything up to the first step checks what the user asked for: its
-  # errors (bad config fields, paths, files, shapes) become one-line errors.
-  with errors.as_user_errors():
-    check_config(config)
-    system = system_lib.build(config)
-    schedule = Schedule(config, system)
-    is_writer = jax.process_index() == 0
-    writer = writers.MetricWriter(workdir, enabled=is_writer)
-    writer.write_hparams(config.to_dict())
-    logging.info("process %d/%d, %d local / %d global devices: %s", jax.process_index(),
-                 jax.process_count(), jax.local_device_count(), jax.device_count(),
-                 jax.devices()[0].platform)
+def inpaint_command(workdir: str) -> str:
+  """The shell command that inpaints an image with the latest checkpoint of `workdir`."""
+  # The interpreter of this run, relative when it lies under the current folder (a venv),
+  # so the line runs as printed.
+  python = os.path.relpath(sys.executable)
+  if python.startswith(os.pardir):
+    python = sys.executable
+  return (f"{shlex.quote(python)} -m inpaint_jax.inpaint --checkpoint {shlex.quote(workdir)} "
+          "--image photo.png --mask photo_mask.png --output out.png")
 
-    # ---- Mesh. ----
-    mesh = sharding.make_mesh()
-    sharding.check_batch_size(config.batch_size)
-    repl = sharding.replicated(mesh)
 
-    # ---- Input pipeline (started early so prefetch overlaps compilation). ----
-    batches = make_batches(config)
-
-    # ---- State and frozen backbones. ----
-    frozen_host = system.load_frozen()
-    with jax.set_mesh(mesh):
-      state = jax.jit(functools.partial(system_lib.init_state, system),
-                      out_shardings=repl)(jax.random.PRNGKey(config.seed))
-      frozen_vars = jax.device_put(frozen_host, repl)
-    counts = system_lib.param_counts(state)
-    logging.info("generator_params: %d, discriminator_params: %d", counts["generator_params"],
-                 counts["discriminator_params"])
-
-    # ---- Resume. ----
-    ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-    latest = ckpt.latest_step()
-    if latest is None and config.get("init_from"):
-      state = jax.device_put(restore.init_from(system, state, config.init_from), repl)
-      logging.info("Initialised the networks from %s.", config.init_from)
-    if latest is not None:
-      state, meta = ckpt.restore(latest, state)
-      logging.info("Resumed from %s at step %d (data position %s).", ckpt.directory, latest,
-                   meta.get("data_position"))
-    start_step = int(jax.device_get(state.step))
-    k = schedule.batches_per_step
-
-    # ---- Validation and best checkpoints. ----
-    validation = _Validation(config, workdir)
-
-  # ---- Jitted functions: one train step per distinct plan. ----
-  step_fns: dict[StepPlan, Callable] = {}
-
-  def step_fn(plan: StepPlan):
-    if plan not in step_fns:
-      step_fns[plan] = jax.jit(functools.partial(train_step, system=system, plan=plan),
-                               out_shardings=(repl, repl), donate_argnums=0)
-    return step_fns[plan]
-
-  sample_fn = jax.jit(functools.partial(sample_outputs, system), out_shardings=repl)
-
-  # A fixed batch for sample grids: the first few examples of step 0.
-  sample_local = batches.batch_at(0)
-  with jax.set_mesh(mesh):
-    sample_batch = sharding.global_batch(sample_local, mesh)
-
-  def meta(step):
-    return {"step": step, "data_position": step * k, "config": config.to_json_best_effort()}
-
-  def write_samples(step, state):
-    with jax.set_mesh(mesh):
-      out = jax.device_get(sample_fn(state, sample_batch["image"], sample_batch["mask"]))
-    # Predictions are replicated; inputs come from this process's rows, which
-    # on process 0 are the first rows of the global batch.
-    n = min(4, sample_local["image"].shape[0])
-    image, mask = sample_local["image"][:n], sample_local["mask"][:n]
-    masked = image * (1.0 - mask) + mask  # holes shown white
-    columns = [masked, out["pred"][:n], out["composite"][:n], image]
-    columns += [np.repeat(out[k][:n], 3, axis=-1) for k in ("d_real", "d_fake") if k in out]
-    grid = writers.image_grid(columns)
-    writer.write_images(step, {"samples": grid})
-
-  # ---- Train loop. ----
-  fault = _fault_hook()
-  stop = _StopRequest()
-  stop.install()
-  data_iter = batches.iterate(start_step * k)
-  progress = writers.Progress(config.total_steps, start_step, time.time())
-  pending: list[dict[str, jax.Array]] = []
-  step = start_step
-  phase = phase_at(schedule.phases, step)
-  if start_step >= config.total_steps:
-    logging.info("Nothing to do: step %d >= total_steps %d.", start_step, config.total_steps)
-  else:
-    logging.info("Training from step %d to %d in phase %r; the first step compiles (can take "
-                 "a minute).", start_step, config.total_steps, phase.name)
-  try:
-    while step < config.total_steps:
-      plan = schedule.plan(step)
-      if plan.phase != phase:
-        phase = plan.phase
-        logging.info("Step %d: entering phase %r (freeze_bn=%s, lr=%s).", step, phase.name,
-                     phase.freeze_bn, dict(phase.lr) or "schedule")
-      local = stack_batches([next(data_iter) for _ in range(k)])
-      with jax.set_mesh(mesh):
-        batch = sharding.global_batch(local, mesh, stacked=True)
-        state, metrics = step_fn(plan)(state, batch, frozen_vars)
-      step += 1
-      pending.append(metrics)
-      is_last = step == config.total_steps
-
-      if step % config.log_every_steps == 0 or is_last or step == start_step + 1:
-        fetched = jax.device_get(pending)
-        pending = []
-        scalars = _mean_metrics(fetched)
-        bad = [k_ for k_, v in scalars.items() if not np.isfinite(v)]
-        if bad:
-          raise RuntimeError(
-              f"non-finite loss values {bad} between steps {step - len(fetched) + 1} and "
-              f"{step}; lower the learning rates (optim.g.lr / optim.d.lr) or check the data")
-        timing = progress.update(step, time.time())
-        writers.log_line(step, config.total_steps,
-                         {k_: v for k_, v in scalars.items()
-                          if "norm" not in k_ and not k_.endswith("/lr")},
-                         timing["steps_per_sec"], timing["eta_sec"])
-        writer.write_scalars(step, {**scalars, "steps_per_sec": timing["steps_per_sec"]})
-
-      if step % config.image_every_steps == 0 or is_last:
-        write_samples(step, state)  # all processes run the jitted predict
-      if validation.due(step) or (is_last and validation.enabled):
-        scores = validation.run(system.nets["g"], system_lib.generator_variables(state))
-        writer.write_scalars(step, scores)
-        logging.info("validation at step %d | %s", step,
-                     " ".join(f"{k_}={v:.4g}" for k_, v in sorted(scores.items())))
-        validation.save_best(step, state, meta(step), scores)
-
-      preempted = stop.requested or (jax.process_count() > 1 and ckpt.reached_preemption(step))
-      if step % config.checkpoint_every_steps == 0 or is_last or preempted:
-        ckpt.save(step, state, meta(step), force=True)
-      fault(step)
-      if preempted:
-        logging.warning("Stopping at step %d after a preemption request; checkpoint saved.",
-                        step)
-        break
-  finally:
-    stop.uninstall()
-    for obj in (data_iter, batches):  # stop prefetch threads
-      close = getattr(obj, "close", None)
-      if close is not None:
-        close()
-    ckpt.close()
-    validation.close()
-    writer.close()
-  return state
+def _report_finished(run: _Run, step: int) -> None:
+  """On process 0: the last checkpoint of the finished run and how to try it."""
+  if jax.process_index() != 0:
+    return
+  # Every run that reaches total_steps saves that step (or resumed from a checkpoint past
+  # it), and the close before this call waited for the save to complete.
+  logging.info("Finished: step %d/%d. Last checkpoint: step %d, %s", step,
+               run.config.total_steps, step, os.path.join(run.ckpt.directory, str(step)))
+  logging.info("Try it on an image and its mask (white = hole): %s", inpaint_command(run.workdir))

@@ -3,20 +3,20 @@
 clu 0.0.12's `metric_writers` and `periodic_actions` import TensorFlow (about
 1.3 GB installed), which nothing else in training needs. This module writes the
 same artefacts without it: TensorBoard event files through tensorboardX, a
-`metrics.jsonl` file, PNG sample grids and log lines. Only process 0 writes;
-other processes get a writer whose methods do nothing.
+`metrics.jsonl` file and PNG sample grids (with a row of column labels on top). Only
+process 0 writes; other processes get a writer whose methods do nothing. The progress lines
+of the log are `inpaint_jax.progress`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from absl import logging
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 
 class MetricWriter:
@@ -74,41 +74,50 @@ class MetricWriter:
       self.enabled = False
 
 
-def image_grid(rows: list[np.ndarray]) -> np.ndarray:
-  """Tiles a list of (N, H, W, 3) arrays as columns: one row per example.
+def image_grid(columns: Sequence[np.ndarray],
+               labels: Sequence[str | Sequence[str]] | None = None) -> np.ndarray:
+  """Tiles (N, H, W, 3) arrays as columns, one row per example, under optional labels.
+
+  Args:
+    columns: C arrays (N, H, W, 3) in [0, 1].
+    labels: None, or one label per column: a string, or alternatives longest first, of
+      which the first that fits the column width is drawn (see `label_row`).
 
   Returns:
-    (N * H, len(rows) * W, 3) float32.
+    (N * H, C * W, 3) without labels; with labels, a white `label_row` of LABEL_HEIGHT
+    rows on top and the same N * H rows of images below it.
   """
-  per_example = [np.concatenate([r[i] for r in rows], axis=1) for i in range(rows[0].shape[0])]
-  return np.concatenate(per_example, axis=0)
+  per_example = [np.concatenate([c[i] for c in columns], axis=1)
+                 for i in range(columns[0].shape[0])]
+  grid = np.concatenate(per_example, axis=0)
+  if labels is None:
+    return grid
+  if len(labels) != len(columns):
+    raise ValueError(f"{len(labels)} labels for {len(columns)} columns")
+  return np.concatenate([label_row(labels, columns[0].shape[2]), grid], axis=0)
 
 
-def format_duration(seconds: float) -> str:
-  seconds = int(max(0, seconds))
-  h, rem = divmod(seconds, 3600)
-  m, s = divmod(rem, 60)
-  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+LABEL_HEIGHT = 14  # Pillow's default font is about 11 px tall, plus a small margin
 
 
-class Progress:
-  """Steps/s and ETA between log lines (a TF-free `ReportProgress`)."""
+def label_row(labels: Sequence[str | Sequence[str]], column_width: int) -> np.ndarray:
+  """Black text on white, centred over each column, in Pillow's default font.
 
-  def __init__(self, total_steps: int, start_step: int, now: float):
-    self.total_steps = total_steps
-    self._last_step = start_step
-    self._last_time = now
+  Uses no font file, so it works wherever Pillow is installed. A label given as
+  alternatives uses the first that fits `column_width`; one that fits nowhere is drawn
+  from its left end and cut at the column's edge.
 
-  def update(self, step: int, now: float) -> dict[str, float]:
-    dt = max(now - self._last_time, 1e-9)
-    rate = (step - self._last_step) / dt
-    self._last_step, self._last_time = step, now
-    eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
-    return {"steps_per_sec": rate, "eta_sec": eta}
-
-
-def log_line(step: int, total: int, scalars: Mapping[str, float], rate: float,
-             eta: float) -> None:
-  parts = " ".join(f"{k}={v:.4g}" for k, v in sorted(scalars.items()))
-  logging.info("step %d/%d | %s | %.3g steps/s | ETA %s", step, total, parts, rate,
-               format_duration(eta))
+  Returns:
+    (LABEL_HEIGHT, len(labels) * column_width, 3) float32 in [0, 1].
+  """
+  font = ImageFont.load_default()
+  row = Image.new("RGB", (len(labels) * column_width, LABEL_HEIGHT), "white")
+  for i, label in enumerate(labels):
+    options = [label] if isinstance(label, str) else list(label)
+    text = next((t for t in options if font.getlength(t) <= column_width - 2), options[-1])
+    # Each label is drawn on its own tile, so a long one is cut at its column's edge.
+    tile = Image.new("RGB", (column_width, LABEL_HEIGHT), "white")
+    x = max((column_width - font.getlength(text)) / 2, 0)
+    ImageDraw.Draw(tile).text((x, 1), text, fill="black", font=font)
+    row.paste(tile, (i * column_width, 0))
+  return np.asarray(row, np.float32) / 255.0

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("inpaint_jax.convert.api", reason="needs the convert command")
 torch = pytest.importorskip("torch", reason="torch writes the legacy-format checkpoint")
 
 from tests import helpers  # noqa: E402

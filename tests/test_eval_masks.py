@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from inpaint_jax import masks as masks_cli
 from inpaint_jax.data import mask_sets as masks
 
 
@@ -34,8 +35,8 @@ def test_deterministic_and_prefix_stable():
 
 def test_write_and_read(tmp_path, capsys):
   out = str(tmp_path / "set")
-  assert masks.main(["--preset", "square_20_30", "--n", "3", "--size", "32", "--seed", "1",
-                     "--output", out]) == 0
+  assert masks_cli.main(["--preset", "square_20_30", "--n", "3", "--size", "32", "--seed", "1",
+                         "--output", out]) == 0
   assert sorted(os.listdir(out)) == ["000000.png", "000001.png", "000002.png", "maskset.json"]
   meta = json.load(open(os.path.join(out, "maskset.json")))
   assert meta["preset"] == "square_20_30" and meta["n"] == 3
@@ -45,8 +46,8 @@ def test_write_and_read(tmp_path, capsys):
 
 
 def test_errors(tmp_path, capsys):
-  assert masks.main(["--preset", "huge", "--n", "1", "--size", "8", "--output",
-                     str(tmp_path)]) == 2
+  assert masks_cli.main(["--preset", "huge", "--n", "1", "--size", "8", "--output",
+                         str(tmp_path)]) == 2
   err = capsys.readouterr().err
   assert "unknown mask preset 'huge'" in err and "thick_256" in err and len(err.splitlines()) == 1
   with pytest.raises(masks.MaskSetError, match="--preset thick_256 at --size 40: box masks"):

@@ -48,7 +48,7 @@ def _save_checkpoint(config, workdir, step):
   sys_ = system.build(config)
   state = jax.jit(lambda k: system.init_state(sys_, k))(jax.random.PRNGKey(0))
   ckpt = Checkpointer(workdir, max_to_keep=1, async_save=False)
-  ckpt.save(step, state, {"step": step}, force=True)
+  ckpt.save(step, state, {"step": step, "config": config.to_json_best_effort()}, force=True)
   ckpt.close()
 
 

@@ -74,10 +74,11 @@ def official_predict(model_path, image_path, mask_path) -> np.ndarray:
   return np.clip(res * 255, 0, 255).astype("uint8")
 
 
-def test_matches_official_predict_path(model, files, tmp_path):
+def test_matches_official_predict_path(model, files, tmp_path, capsys):
   tmp, rgb, _ = files
   assert _run("--checkpoint", model, "--image", tmp / "img.png", "--mask", tmp / "mask.png",
               "--output", tmp_path / "out.png") == 0
+  assert capsys.readouterr().out.strip().splitlines() == [f"wrote {tmp_path / 'out.png'}"]
   got = np.asarray(Image.open(tmp_path / "out.png"))
   want = official_predict(model, tmp / "img.png", tmp / "mask.png")
   assert got.shape == (H, W, 3)
@@ -228,8 +229,10 @@ def test_folder_mode(model, files, tmp_path, capsys):
   Image.fromarray(mask).save(src / "ghost_mask000.png")         # no image: skipped
   assert _run("--checkpoint", model, "--input-dir", src, "--output-dir", dst,
               "--no-progress") == 0
-  err = capsys.readouterr().err
+  captured = capsys.readouterr()
+  err = captured.err
   assert "1 mask(s) without image, 1 image(s) without mask, 0 refused" in err
+  assert captured.out.strip().splitlines() == [f"wrote 3 result(s) to {dst}"]
   for rel in ("a_mask000.png", "a_mask001.png", os.path.join("sub", "b_mask.png")):
     assert (dst / rel).is_file(), rel
   single = tmp_path / "single.png"

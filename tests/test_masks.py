@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from inpaint_jax.data import masks
+from inpaint_jax.data import masks, raster
 from inpaint_jax.registry import MASK_GENERATORS
 from tests import helpers
 
@@ -14,7 +14,7 @@ EVAL_PRESETS = [f"lama_{w}_{s}" for s in (256, 512) for w in ("thin", "medium", 
 KINDS = ["lama_mixed", "lama_irregular", "lama_box"]
 
 
-def _brute_force(seg: masks.Segments, n: int, height: int, width: int) -> np.ndarray:
+def _brute_force(seg: raster.Segments, n: int, height: int, width: int) -> np.ndarray:
   """The rasteriser's pixel model, pixel by pixel: discs of radius r = ceil(t / 2) at the
   end points, plus the rectangle of half-width r + 0.5 along the segment."""
   yy, xx = np.mgrid[:height, :width].astype(np.float64)
@@ -92,7 +92,7 @@ def test_boxes_respect_margins_and_sizes():
   assert boxes.x.min() >= 10 and (boxes.x + boxes.w).max() <= w - 10
   assert boxes.y.min() >= 10 and (boxes.y + boxes.h).max() <= h - 10
   # Boxes are drawn exactly, and nothing lands in the margins.
-  drawn = masks.rasterize(200, h, w, None, dataclasses.replace(
+  drawn = raster.rasterize(200, h, w, None, dataclasses.replace(
       boxes, **{f: getattr(boxes, f)[boxes.mask < 200] for f in ("mask", "x", "y", "w", "h")}))
   want = np.zeros((200, h, w), np.float32)
   for m, x, y, bw, bh in zip(boxes.mask, boxes.x, boxes.y, boxes.w, boxes.h, strict=True):
@@ -138,7 +138,7 @@ def test_rasteriser_matches_the_pixel_model_on_non_square_images(height, width):
   gen = masks.build({"kind": "lama_irregular", "irregular.max_width": 30})
   n = 12
   _, seg, boxes = gen.sample_primitives([np.random.default_rng(height)] * n, height, width)
-  got = masks.rasterize(n, height, width, seg, boxes)
+  got = raster.rasterize(n, height, width, seg, boxes)
   want = _brute_force(seg, n, height, width)
   # Only pixel centres exactly on a boundary may differ (float32 arithmetic).
   assert np.mean(got != want) < 1e-3
@@ -150,9 +150,9 @@ def test_rasteriser_matches_the_pixel_model_on_non_square_images(height, width):
 def test_more_primitives_than_the_uint8_counter():
   # 256 copies of one box: coverage 256 wraps to 0 modulo 2**8, so a wider counter is used.
   k = 256
-  boxes = masks.Boxes(np.zeros(k, np.int64), np.full(k, 3), np.full(k, 2), np.full(k, 5),
+  boxes = raster.Boxes(np.zeros(k, np.int64), np.full(k, 3), np.full(k, 2), np.full(k, 5),
                       np.full(k, 4), np.array([k]))
-  got = masks.rasterize(1, 10, 12, None, boxes)[0]
+  got = raster.rasterize(1, 10, 12, None, boxes)[0]
   want = np.zeros((10, 12), np.float32)
   want[2:6, 3:8] = 1
   np.testing.assert_array_equal(got, want)

@@ -209,8 +209,8 @@ def test_discriminator_converter_round_trip():
 _MULTI_DEVICE_CHILD = textwrap.dedent("""
     import numpy as np, jax, jax.numpy as jnp
     from jax.sharding import NamedSharding, PartitionSpec as P, AxisType
-    from inpaint_jax.models import ffc
-    from inpaint_jax.models.lama import FFCResNetGenerator
+    from inpaint_jax.models.lama import ffc
+    from inpaint_jax.models.lama.network import FFCResNetGenerator
 
     assert jax.device_count() == 4, jax.devices()
     gen = FFCResNetGenerator(ngf=8, n_blocks=1)

@@ -116,7 +116,7 @@ def params_from_torch(state_dict: Mapping[str, Any], depth: int = 16,
   """Flax params of `VGG(depth)` from a torchvision VGG state_dict.
 
   Args:
-    state_dict: {name: array}, e.g. from `inpaint_jax.convert.torch_file.load_state_dict` of
+    state_dict: {name: array}, e.g. from `inpaint_jax.weights.torch_file.load_state_dict` of
       torchvision's `vgg16-397923af.pth` (keys `features.<i>.weight` / `.bias`; classifier
       keys are ignored).
     depth: 16 or 19.

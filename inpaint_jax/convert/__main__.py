@@ -8,13 +8,14 @@ its sha256), without PyTorch. Examples:
   python -m inpaint_jax.convert lama --checkpoint last.ckpt --output models/mine \
       --config=configs/lama.py:fourier --config.data.image_size=512
 
-Flags:
+Flags (`python -m inpaint_jax.convert NAME --help` lists a converter's own):
   --checkpoint PATH       the published file or folder (what the converter accepts).
   --output DIR            the model directory to create (must not exist or be empty).
   --overwrite             replace DIR when it is already a model directory.
-  --config=FILE[:ARG]     base config (default: the converter's own, e.g. configs/lama.py).
+  --config=FILE[:ARG]     base config (default: the converter's own, e.g. configs/lama.py);
+                          a packaged config by name works too (`--config=lama:big`).
   --config.a.b=VALUE      override one config field (typed like the field's value).
-  --NAME VALUE / --NAME=VALUE   a converter's own flags (e.g. `--channel-order bgr`); dashes
+  --NAME VALUE / --NAME=VALUE   a converter's own flags (e.g. `--channel_order bgr`); dashes
                           and underscores are the same.
 
 The converter contract (what a converter registered for a new family or backbone takes and
@@ -34,7 +35,7 @@ import sys
 import ml_collections
 
 from inpaint_jax import errors
-from inpaint_jax.config_lib import SOURCE_ROOT, load_config_file
+from inpaint_jax.config_lib import find_config_file, load_config_file
 from inpaint_jax.models.api import Options
 from inpaint_jax.registry import CONVERTERS
 from inpaint_jax.weights import model_dir
@@ -111,16 +112,58 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]
     node[leaf] = _parse_value(text, node[leaf], field)
 
 
+_COMMON_HELP = (
+    ("--checkpoint PATH", "the published file or folder (required)"),
+    ("--output DIR", "the model directory to create, which must not exist or be empty "
+                     "(required)"),
+    ("--overwrite", "replace DIR when it is already a model directory"),
+    ("--config=FILE[:ARG]", "base config: a file or a packaged config name (lama:big)"),
+    ("--config.a.b=VALUE", "override one config field (typed like the field's value)"),
+)
+
+
+def _option_usage(key: str, choices: tuple[str, ...] | None) -> str:
+  return f"--{key} {'|'.join(choices) if choices else 'VALUE'}"
+
+
 def _usage() -> str:
   lines = ["usage: python -m inpaint_jax.convert NAME --checkpoint PATH --output DIR "
            "[--config=FILE[:ARG]] [--config.a.b=VALUE ...] [--overwrite] [converter flags]",
-           "converters:"]
+           "       python -m inpaint_jax.convert NAME --help   (that converter's flags)", "",
+           "Convert published PyTorch weights (read without torch) into a model directory, or "
+           "a metric network's / backbone's weights into .npz.", "", "converters:"]
   for name in CONVERTERS.names():
     conv = CONVERTERS.get(name)
-    flags = " ".join(f"--{k.replace('_', '-')} {'|'.join(v) if v else 'VALUE'}"
-                     for k, v in conv.options.items())
+    flags = " ".join(_option_usage(k, v) for k, v in conv.options.items())
     lines.append(f"  {name:<16} {conv.help}{'  [' + flags + ']' if flags else ''}")
   return "\n".join(lines)
+
+
+def converter_usage(name: str) -> str:
+  """`python -m inpaint_jax.convert NAME --help` of a model converter: its flags and help."""
+  conv = CONVERTERS.get(name)
+  own = [(_option_usage(k, v), f"this converter's option; accepted: "
+          f"{', '.join(v) if v else 'any value'}") for k, v in conv.options.items()]
+  usage = " ".join(["usage: python -m inpaint_jax.convert", name, "--checkpoint PATH",
+                    "--output DIR", "[--overwrite]", "[--config=FILE[:ARG]]",
+                    "[--config.a.b=VALUE ...]", *(f"[{u}]" for u, _ in own)])
+  default = (f"default config: {conv.default_config}" if conv.default_config
+             else "default config: chosen by the converter from the checkpoint")
+  rows = [*_COMMON_HELP, *own]
+  width = max(len(u) for u, _ in rows)
+  return "\n".join([usage, "", conv.help, default, "", "flags (dashes and underscores are the "
+                    "same):", *(f"  {u:<{width}}  {h}" for u, h in rows), "",
+                    "example:", f"  python -m inpaint_jax.convert {name} --checkpoint PATH "
+                    f"--output models/{name}"])
+
+
+def _typed(key: str, argv: list[str]) -> str:
+  """The spelling the user gave for the flag normalised to `key` (for error messages)."""
+  for token in argv:
+    name = token[2:].partition("=")[0] if token.startswith("--") else ""
+    if name and name.replace("-", "_") == key:
+      return f"--{name}"
+  return f"--{key}"
 
 
 def run(argv: list[str]) -> str:
@@ -139,8 +182,8 @@ def run(argv: list[str]) -> str:
   unknown = sorted(set(others) - set(conv.options))
   if unknown:
     accepted = [f"--{k}" for k in _COMMON] + ["--config.<field>"]
-    accepted += [f"--{k.replace('_', '-')}" for k in conv.options]
-    raise ValueError(f"--{unknown[0].replace('_', '-')} is not a flag of converter {name!r}; "
+    accepted += [f"--{k}" for k in conv.options]
+    raise ValueError(f"{_typed(unknown[0], rest)} is not a flag of converter {name!r}; "
                      f"accepted: {', '.join(accepted)}")
   options = Options(others)
   for key, choices in conv.options.items():
@@ -151,7 +194,7 @@ def run(argv: list[str]) -> str:
     raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file or folder")
   if common.get("config"):
     config = load_config_file(common["config"])
-  elif conv.default_config and os.path.isfile(os.path.join(SOURCE_ROOT, conv.default_config)):
+  elif conv.default_config and find_config_file(conv.default_config):
     config = load_config_file(conv.default_config)
   else:
     config = None
@@ -170,13 +213,18 @@ def run(argv: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-  argv = sys.argv[1:] if argv is None else argv
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if argv[:1] == ["help"] and len(argv) > 1:   # `help NAME` = `NAME --help`
+    argv = [argv[1], "--help"]
   if not argv or argv[0] in ("-h", "--help", "help"):
     print(_usage())
     return
   conv = CONVERTERS.get(argv[0]) if argv[0] in CONVERTERS else None
   if conv is not None and conv.command is not None:
     sys.exit(conv.command(argv[1:]))
+  if conv is not None and ("--help" in argv[1:] or "-h" in argv[1:]):
+    print(converter_usage(argv[0]))
+    return
   try:
     with errors.as_user_errors():
       out = run(argv)

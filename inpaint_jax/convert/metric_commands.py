@@ -7,12 +7,12 @@ model directories, so they are registered as whole commands.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from inpaint_jax import errors
 from inpaint_jax.backbones import files, resnet, vgg
 from inpaint_jax.convert import metric_nets
 from inpaint_jax.models.api import register_command
@@ -27,10 +27,16 @@ FROM_TORCH: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
 
 def convert_backbone_main(kind: str, argv: Sequence[str]) -> int:
   """`KIND --checkpoint PATH --output DIR`; writes DIR/KIND.npz; returns the exit status."""
-  parser = argparse.ArgumentParser(prog=f"python -m inpaint_jax.convert {kind}")
-  parser.add_argument("--checkpoint", required=True,
+  parser = errors.ArgumentParser(
+      f"python -m inpaint_jax.convert {kind}",
+      f"Convert the published {kind} weights (a frozen backbone of the losses) to "
+      f"DIR/{kind}.npz; then set the backbone's config field path=DIR.",
+      epilog=f"example:\n  python -m inpaint_jax.convert {kind} --checkpoint "
+             f"{files.PUBLISHED[kind][0]} --output weights/")
+  parser.add_argument("--checkpoint", required=True, metavar="FILE",
                       help=f"the published {files.PUBLISHED[kind][0]}")
-  parser.add_argument("--output", required=True, help=f"directory to write {kind}.npz into")
+  parser.add_argument("--output", required=True, metavar="DIR",
+                      help=f"directory to write {kind}.npz into")
   args = parser.parse_args(list(argv))
   try:
     out = files.convert_backbone(kind, args.checkpoint, args.output, FROM_TORCH[kind])

@@ -7,24 +7,18 @@ r"""Converts the metric networks' published PyTorch weights (read without torch)
 
 `lpips` takes torchvision's ImageNet VGG-16 file and the `lpips` wheel's linear layers;
 `inception` takes pytorch-fid's FID Inception file. The outputs are what
-`--lpips-weights` / `--inception-weights` (or `eval.lpips_weights` /
+`--lpips_weights` / `--inception_weights` (or `eval.lpips_weights` /
 `eval.inception_weights`) expect. `convert_lpips(argv)` and `convert_inception(argv)` take
 the arguments after the network name, for the `convert` command's registry.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
+from inpaint_jax import errors
 from inpaint_jax.metrics import fid, lpips
-
-
-class _Parser(argparse.ArgumentParser):
-  def error(self, message: str) -> NoReturn:
-    self.exit(2, f"error: {message} (see --help)\n")
 
 
 def _run(fn, *args) -> int:
@@ -39,19 +33,32 @@ def _run(fn, *args) -> int:
 
 def convert_lpips(argv: Sequence[str]) -> int:
   """`lpips --vgg16 PATH --lin PATH --output FILE.npz`; returns the exit status."""
-  p = _Parser(prog="lpips", description="LPIPS-VGG v0.1 weights -> .npz")
-  p.add_argument("--vgg16", required=True, help="torchvision vgg16 state_dict (.pth)")
-  p.add_argument("--lin", required=True, help="the lpips package's weights/v0.1/vgg.pth")
-  p.add_argument("--output", required=True, help="converted file (.npz)")
+  p = errors.ArgumentParser(
+      "python -m inpaint_jax.convert lpips",
+      "Convert LPIPS-VGG v0.1 weights (torchvision's VGG-16 and the lpips package's linear "
+      "layers) to the .npz that evaluate --lpips_weights / eval.lpips_weights read.",
+      epilog="example:\n  python -m inpaint_jax.convert lpips --vgg16 vgg16-397923af.pth "
+             "--lin lpips/weights/v0.1/vgg.pth --output weights/lpips_vgg.npz")
+  p.add_argument("--vgg16", required=True, metavar="FILE",
+                 help="torchvision vgg16 state_dict (.pth)")
+  p.add_argument("--lin", required=True, metavar="FILE",
+                 help="the lpips package's weights/v0.1/vgg.pth")
+  p.add_argument("--output", required=True, metavar="FILE.npz", help="converted file (.npz)")
   a = p.parse_args(argv)
   return _run(lpips.convert_from_torch, a.vgg16, a.lin, a.output)
 
 
 def convert_inception(argv: Sequence[str]) -> int:
   """`inception --weights PATH --output FILE.npz`; returns the exit status."""
-  p = _Parser(prog="inception", description="pytorch-fid FID Inception weights -> .npz")
-  p.add_argument("--weights", required=True, help="pt_inception-2015-12-05-*.pth")
-  p.add_argument("--output", required=True, help="converted file (.npz)")
+  p = errors.ArgumentParser(
+      "python -m inpaint_jax.convert inception",
+      "Convert pytorch-fid's FID Inception weights to the .npz that evaluate "
+      "--inception_weights / eval.inception_weights read.",
+      epilog="example:\n  python -m inpaint_jax.convert inception --weights "
+             "pt_inception-2015-12-05-6726825d.pth --output weights/fid_inception.npz")
+  p.add_argument("--weights", required=True, metavar="FILE",
+                 help="pytorch-fid's pt_inception-2015-12-05-*.pth")
+  p.add_argument("--output", required=True, metavar="FILE.npz", help="converted file (.npz)")
   a = p.parse_args(argv)
   return _run(fid.convert_from_torch, a.weights, a.output)
 

@@ -3,6 +3,16 @@
 The library behind `python -m inpaint_jax.evaluate` (and the metric networks of
 `eval_mode`): `evaluate(targets, output, predictions=..., masks=...)` scores a folder of
 results against a folder of targets, files matched by name without extension.
+
+Two layouts are matched (`pair_files`):
+
+* same names: `a.png` in the predictions goes with `a.jpg` in the targets and `a.png` in the
+  masks, and every name must be in every folder;
+* LaMa's layout, as `python -m inpaint_jax.inpaint` reads and writes it: the results are
+  named `NAME_mask*` (`photo_mask000.png`), the target of each is `NAME` (`photo.png`), its
+  mask `NAME_mask*` in the masks folder, and the targets and masks may be one folder (the
+  inpaint command's input). The scored set is the masks (the results without masks); a
+  target image without a mask is not scored.
 """
 
 from __future__ import annotations
@@ -76,18 +86,73 @@ def match(folders: dict[str, dict[str, str]]) -> list[str]:
   return sorted(all_names)
 
 
+MASK_MARK = "_mask"   # inpaint's folder layout: NAME_mask*.png is a mask of NAME.png
+
+
+def lama_base(name: str) -> str | None:
+  """`photo` for `photo_mask000` (LaMa's layout), None for a name without `_mask`."""
+  return name.rsplit(MASK_MARK, 1)[0] if MASK_MARK in name else None
+
+
+def is_lama_layout(folders: dict[str, dict[str, str]]) -> bool:
+  """Whether the results (or, for a baseline, the masks) are `NAME_mask*` of targets `NAME`."""
+  refs = folders.get("--predictions", folders.get("--masks"))
+  if refs is None:
+    return False
+  marked = [n for n in refs if lama_base(n) is not None]
+  if not marked or ("--predictions" in folders and len(marked) != len(refs)):
+    return False
+  return any(lama_base(n) in folders["--targets"] for n in marked)
+
+
+def pair_files(folders: dict[str, dict[str, str]]) -> list[tuple[str, dict[str, str]]]:
+  """[(name, {flag: file name})] to score, sorted by name; an error lists what is missing.
+
+  `folders` maps `--targets` (always), `--predictions` and `--masks` to their index
+  ({name without extension: file name}); the layouts are in the module docstring.
+  """
+  if not is_lama_layout(folders):
+    return [(n, {flag: idx[n] for flag, idx in folders.items()}) for n in match(folders)]
+  targets = {n: f for n, f in folders["--targets"].items() if lama_base(n) is None}
+  masks = ({n: f for n, f in folders["--masks"].items() if lama_base(n) is not None}
+           if "--masks" in folders else None)
+  preds = folders.get("--predictions")
+  names = set(masks if masks is not None else preds)
+  problems = []
+  if preds is not None:
+    if names - set(preds):
+      problems.append(f"missing in --predictions: {_listing(names - set(preds))}")
+    if set(preds) - names:
+      problems.append(f"missing in --masks: {_listing(set(preds) - names)}")
+  no_target = sorted(f"{lama_base(n)} (for {n})" for n in names if lama_base(n) not in targets)
+  if no_target:
+    problems.append(f"missing in --targets: {_listing(no_target)}")
+  if problems:
+    raise InputError("file names do not match (LaMa's layout: results and masks NAME_mask*, "
+                     "targets NAME): " + "; ".join(problems))
+  out = []
+  for n in sorted(names):
+    files = {"--targets": targets[lama_base(n)]}
+    if masks is not None:
+      files["--masks"] = masks[n]
+    if preds is not None:
+      files["--predictions"] = preds[n]
+    out.append((n, files))
+  return out
+
+
 def load_networks(metrics: Sequence[str], lpips_weights: str | None,
                   inception_weights: str | None) -> dict[str, Any]:
   """{"lpips_fn", "fid_fn", "unavailable"} for the requested metrics."""
   out: dict[str, Any] = {"lpips_fn": None, "fid_fn": None, "unavailable": {}}
   if "lpips" in metrics:
     if not lpips_weights:
-      out["unavailable"]["lpips"] = "no LPIPS weights given (--lpips-weights)"
+      out["unavailable"]["lpips"] = "no LPIPS weights given (--lpips_weights)"
     else:
       out["lpips_fn"] = lpips.load(lpips_weights)
   if "fid" in metrics:
     if not inception_weights:
-      out["unavailable"]["fid"] = "no Inception weights given (--inception-weights)"
+      out["unavailable"]["fid"] = "no Inception weights given (--inception_weights)"
     else:
       out["fid_fn"] = fid.load(inception_weights)
   return out
@@ -109,14 +174,14 @@ def evaluate(targets: str, output: str, *, predictions: str | None = None,
   elif predictions is None:
     raise InputError("--predictions is required (or --baseline NAME)")
   if batch_size < 1:
-    raise InputError(f"--batch-size must be >= 1, got {batch_size}")
+    raise InputError(f"--batch_size must be >= 1, got {batch_size}")
   folders = {"--targets": index_folder(targets, "--targets")}
   if predictions is not None:
     folders["--predictions"] = index_folder(predictions, "--predictions")
   if masks is not None:
     mask_files = list_mask_files(masks)
     folders["--masks"] = {os.path.splitext(f)[0]: f for f in mask_files}
-  names = match(folders)
+  pairs = pair_files(folders)
   nets = load_networks(names_metrics, lpips_weights, inception_weights)
   scorer = scoring.Scorer(names_metrics, lpips_fn=nets["lpips_fn"], fid_fn=nets["fid_fn"],
                           unavailable=nets["unavailable"], ssim_mode=ssim_mode)
@@ -124,17 +189,17 @@ def evaluate(targets: str, output: str, *, predictions: str | None = None,
   # Read everything once (sizes checked up front), then score in same-size batches.
   groups: dict[tuple[int, ...], list[tuple[str, np.ndarray, np.ndarray, Any]]] = {}
   bad_sizes = []
-  for name in names:
-    tgt = read_image(os.path.join(targets, folders["--targets"][name]))
+  for name, files in pairs:
+    tgt = read_image(os.path.join(targets, files["--targets"]))
     m = None
     if masks is not None:
-      m = read_mask(os.path.join(masks, folders["--masks"][name]))
+      m = read_mask(os.path.join(masks, files["--masks"]))
       if m.shape != tgt.shape[:2]:
         bad_sizes.append(f"{name} (mask {m.shape[1]}x{m.shape[0]}, target "
                          f"{tgt.shape[1]}x{tgt.shape[0]})")
         continue
     if predictions is not None:
-      pred = read_image(os.path.join(predictions, folders["--predictions"][name]))
+      pred = read_image(os.path.join(predictions, files["--predictions"]))
       if pred.shape != tgt.shape:
         bad_sizes.append(f"{name} (prediction {pred.shape[1]}x{pred.shape[0]}, target "
                          f"{tgt.shape[1]}x{tgt.shape[0]})")

@@ -1,9 +1,10 @@
 r"""Evaluation of a run: the latest checkpoint on a dataset split with fixed mask sets.
 
-`run(config, workdir)` scores the generator of the latest checkpoint in `workdir` (or a
-classical baseline when `generator.name` is one of `inpaint_jax.baselines.BASELINES`) and
+`run(config, workdir)` scores the generator of the latest checkpoint in the training workdir
+`workdir`, or of the model directory `workdir` (or a classical baseline when
+`generator.name` is one of `evaluation.baselines.BASELINES`) and
 writes, per mask set, `<workdir>/eval/<set>/results.json`, `results.md` and `report.png`
-(see `inpaint_jax.scoring` and `inpaint_jax.report`). The composite
+(see `evaluation.scoring` and `evaluation.report`). The composite
 `mask * prediction + (1 - mask) * image` is scored, as LaMa's evaluator does.
 
 Settings live in the config group `eval` (`config_lib.eval_config()`; defaults are used for a config
@@ -34,7 +35,9 @@ run through `inference.engine`, the eval pass of `inpaint` and `export`.
 
 Entry points: `python -m inpaint_jax.main --config=... --mode=eval --workdir=DIR
 [--config.eval.masks=PRESET_OR_DIR]`, and, equivalently, `python -m inpaint_jax.eval_mode
---config=... --workdir=DIR [--masks=...] [--n_images=...]` (flags override `eval.*`).
+--config=... --workdir=DIR [--masks=...] [--n_images=...]` (flags override `eval.*`); DIR is
+a training workdir or a model directory (`eval_mode --checkpoint=MODEL --workdir=OUT` reads
+the model from MODEL and writes to OUT).
 """
 
 from __future__ import annotations
@@ -136,19 +139,22 @@ def mask_sets(ev: ml_collections.ConfigDict, n: int,
 Inpainter = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def load_generator(config: ml_collections.ConfigDict, workdir: str
+def load_generator(config: ml_collections.ConfigDict, workdir: str, flag: str = "--workdir"
                    ) -> tuple[Any, Any, dict[str, Any]]:
   """(generator module, its variables, {"model", "step", "checkpoint"}) to evaluate.
 
   `workdir` is a training workdir (its latest checkpoint; the EMA weights when the run keeps
-  an EMA) or a model directory; the networks are built from the config stored there.
+  an EMA) or a model directory (`python -m inpaint_jax.convert`, `weights.model_dir`); the
+  networks are built from the config stored there. `flag` names it in errors.
   """
   if not (model_dir.is_workdir(workdir) or model_dir.is_model_dir(workdir)):
-    raise ValueError(f"--workdir {workdir!r}: no checkpoint there (neither a training workdir "
-                     f"with checkpoints/ nor a model directory); train first (--mode=train) "
-                     f"or evaluate a baseline (--config.generator.name="
-                     f"{'|'.join(baselines.BASELINES)})")
-  loaded, g_model, variables = restore.load_generator(workdir)
+    raise ValueError(f"{flag} {workdir!r}: no checkpoint there (neither a training workdir "
+                     f"with checkpoints/ nor a model directory with {model_dir.MANIFEST} and "
+                     f"{model_dir.NETS}/); train first (--mode=train), convert published "
+                     f"weights (python -m inpaint_jax.convert) or evaluate a baseline "
+                     f"(--config.generator.name={'|'.join(baselines.BASELINES)})")
+  loaded = restore.load(workdir)
+  g_model, variables = restore.generator(loaded), loaded.variables["g"]
   step = loaded.manifest.get("source", {}).get("step")
   info = {"model": f"{loaded.config.generator.name} ({loaded.config.get('variant', '')})",
           "step": None if step is None else int(step),
@@ -158,14 +164,15 @@ def load_generator(config: ml_collections.ConfigDict, workdir: str
   return g_model, variables, info
 
 
-def load_inpainter(config: ml_collections.ConfigDict, workdir: str
+def load_inpainter(config: ml_collections.ConfigDict, workdir: str, flag: str = "--workdir"
                    ) -> tuple[Inpainter, dict[str, Any]]:
-  """The model to score (a baseline or the latest checkpoint) and its description."""
+  """The model to score (a baseline, a model directory or the latest checkpoint of a
+  training workdir) and its description."""
   name = str(config.generator.name)
   if name in baselines.BASELINES:
     return functools.partial(baselines.run_batch, name), {"model": name, "step": None,
                                                          "checkpoint": None}
-  g_model, variables, info = load_generator(config, workdir)
+  g_model, variables, info = load_generator(config, workdir, flag)
   return engine.batch_inpainter(info.pop("config"), g_model, variables), info
 
 
@@ -187,14 +194,20 @@ def score_set(inpaint: Inpainter, images: Sequence[np.ndarray], names: Sequence[
   return time.perf_counter() - t0
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict[str, Any]]:
-  """Scores the run (or baseline) on every mask set; returns {set name: results}."""
+def run(config: ml_collections.ConfigDict, workdir: str, checkpoint: str | None = None
+        ) -> dict[str, dict[str, Any]]:
+  """Scores the run (or baseline) on every mask set; returns {set name: results}.
+
+  The model is `checkpoint` when given, else `workdir` (a training workdir or a model
+  directory); the results go to `workdir/eval/<set>/`.
+  """
   ev = eval_settings(config)
   metrics = scoring.parse_metrics(ev.metrics, field="eval.metrics")
   source = eval_source(config, ev)
   n = len(source) if int(ev.n_images) <= 0 else min(int(ev.n_images), len(source))
   sets = mask_sets(ev, n, int(config.data.image_size))
-  inpaint, info = load_inpainter(config, workdir)
+  inpaint, info = load_inpainter(config, checkpoint or workdir,
+                                 "--checkpoint" if checkpoint else "--workdir")
   nets = _networks(ev, metrics)
   raw = [source[i] for i in range(max(len(m) for _, m in sets))]
   by_size: dict[int, list[np.ndarray]] = {}
@@ -213,8 +226,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict[str, 
                 **info})
     folder = os.path.join(workdir, EVAL_DIR, set_name)
     if jax.process_index() == 0:
-      report.write_dir(folder, res, scorer.examples(),
-                       title=f"{info['model']}, step {info['step']}, {set_name}")
+      step = "" if info["step"] is None else f", step {info['step']}"
+      report.write_dir(folder, res, scorer.examples(), title=f"{info['model']}{step}, {set_name}")
     logging.info("eval %s (%d images, %.1f s): %s -> %s", set_name, res["n_images"], seconds,
                  ", ".join(f"{m} {report.fmt(res.get(m), m)}" for m in metrics), folder)
     print(f"eval/{set_name}: " + ", ".join(f"{m} {report.fmt(res.get(m), m)}" for m in metrics)

@@ -9,13 +9,13 @@ in float64 once per set and per hole-area bin, is timed separately.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inpaint_jax import errors
 from inpaint_jax.backbones.inception import FIDInceptionV3
 from inpaint_jax.metrics import frechet, pixel
 from inpaint_jax.metrics.lpips import LPIPS
@@ -48,11 +48,16 @@ def _rate(fn, x, y, repeats: int) -> float:
 
 
 def main(argv=None) -> None:
-  p = argparse.ArgumentParser(prog="python -m inpaint_jax.metrics.bench")
-  p.add_argument("--size", type=int, default=256)
-  p.add_argument("--batch", type=int, default=8)
-  p.add_argument("--repeats", type=int, default=3)
-  p.add_argument("--skip", default="", help="comma-separated metrics not to time")
+  p = errors.ArgumentParser(
+      "python -m inpaint_jax.metrics.bench",
+      "Time each evaluation metric on random image pairs (after one compiling call) and print "
+      "images/s; LPIPS and FID run with random weights of the right shapes.",
+      epilog="example:\n  python -m inpaint_jax.metrics.bench --size 256 --batch 8")
+  p.add_argument("--size", type=int, default=256, metavar="S", help="image side in pixels")
+  p.add_argument("--batch", type=int, default=8, metavar="N", help="image pairs per call")
+  p.add_argument("--repeats", type=int, default=3, metavar="N", help="timed calls per metric")
+  p.add_argument("--skip", default="", metavar="LIST",
+                 help="comma-separated metrics not to time: lpips, fid, frechet")
   args = p.parse_args(argv)
   skip = set(args.skip.split(","))
   rng = np.random.default_rng(0)

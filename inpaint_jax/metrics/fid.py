@@ -3,7 +3,7 @@
 `load(path)` gives the feature function `(N, H, W, 3) in [0, 1] -> (N, 2048)` of
 `inpaint_jax.models.inception.FIDInceptionV3` with converted pytorch-fid weights; FID of
 two image sets is `frechet.fid_from_features(features(results), features(targets))` in
-float64 (`inpaint_jax.metrics.frechet`). The scorer (`inpaint_jax.scoring`) collects the
+float64 (`inpaint_jax.metrics.frechet`). The scorer (`inpaint_jax.evaluation.scoring`) collects the
 features batch by batch.
 
 Weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`, converted by
