@@ -57,23 +57,6 @@ def make_parser() -> errors.ArgumentParser:
   return p
 
 
-def center_square(image: np.ndarray, size: int) -> np.ndarray:
-  """(H, W, 3) uint8 -> (size, size, 3) uint8: shorter side to `size` (bicubic), centre crop.
-
-  The same pixels as `inpaint_jax.evaluation.runner.center_square` (which returns floats);
-  kept here so this command does not import JAX.
-  """
-  im = Image.fromarray(image)
-  w, h = im.size
-  scale = size / min(w, h)
-  if (w, h) != (size, size):
-    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))),
-                   Image.Resampling.BICUBIC)
-  w, h = im.size
-  left, top = (w - size) // 2, (h - size) // 2
-  return np.asarray(im.crop((left, top, left + size, top + size)))
-
-
 def list_images(folder: str) -> list[str]:
   """Sorted image file names directly in `folder`; a UserError says what is wrong."""
   if not os.path.isdir(folder):
@@ -116,7 +99,7 @@ def write_lama_folder(preset: str, n: int | None, size: int, seed: int, images: 
   for f in names:
     with errors.as_user_errors():
       pixels = image_io.read_image(os.path.join(images, f), "--images")
-    crops[os.path.splitext(f)[0]] = center_square(
+    crops[os.path.splitext(f)[0]] = image_io.center_square(
         np.round(pixels * 255).astype(np.uint8), size)
   os.makedirs(output, exist_ok=True)
   with tempfile.TemporaryDirectory(dir=output) as tmp:

@@ -220,3 +220,20 @@ def write_result(path: str, composite: np.ndarray, flag: str = "--output") -> No
     np.save(path, np.asarray(composite, np.float32))
   else:
     Image.fromarray(to_uint8(np.asarray(composite))).save(path)
+
+
+def center_square(image: np.ndarray, size: int) -> np.ndarray:
+  """(H, W, 3) uint8 -> (size, size, 3) uint8: shorter side to `size` (bicubic), centre crop.
+
+  How evaluation crops its images, and how `masks --images` writes them, so both see the
+  same pixels.
+  """
+  im = Image.fromarray(image)
+  w, h = im.size
+  scale = size / min(w, h)
+  if (w, h) != (size, size):
+    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))),
+                   Image.Resampling.BICUBIC)
+  w, h = im.size
+  left, top = (w - size) // 2, (h - size) // 2
+  return np.asarray(im.crop((left, top, left + size, top + size)))

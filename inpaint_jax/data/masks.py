@@ -35,24 +35,14 @@ rounding and gives each value a probability within 2**-52 of 1/k (one `rng.rando
 call costs a fifth of one `Generator.integers` call). LaMa draws from numpy's global
 RandomState, so masks match it in distribution, not bit for bit.
 
-Rasterisation. LaMa draws each segment with `cv2.line(thickness=t)`. For t >= 2
-OpenCV (`ThickLine` in imgproc/drawing.cpp) fills the rectangle of half-width
-r = ceil(t / 2) around the segment as a fixed-point polygon and puts a filled circle of
-radius r on both ends (exactly the pixels with dx^2 + dy^2 <= r^2; checked for
-t = 2..119). Its polygon fill takes pixels up to about half a pixel outside the exact
-rectangle. We draw, per image column, the union of the two discs and the rectangle
-widened to half-width r + 0.5 (pixel centres inside): of the variants measured (widening
-0 to 0.55, spans rounded or inside) it matches cv2 best, while an exact capsule of radius
-r would miss 1.2% of cv2's pixels. Every segment and box of a batch becomes column
-spans, scattered as +1/-1 into a uint8 difference array and summed down the columns: no
-Python loop per segment or per box.
+Drawing. LaMa draws each segment with `cv2.line(thickness=t)`; the sampled segments
+and boxes are drawn by `inpaint_jax.data.raster.rasterize`, which reproduces cv2's thick
+lines (its docstring says how, and how closely).
 
 Measured against a dev-time copy of the official cv2 code (`masks_bench.py`,
 opencv-python-headless 5.0, numpy 2.4):
 
-* Per pixel, the same segments drawn by both (the segments of 500 official irregular
-  masks at 256x256): 0.078% of cv2's stroke pixels are extra in ours and 0.057% are
-  missing (net +0.02%); whole masks differ in 0.041% of their pixels.
+* Per pixel: see `inpaint_jax.data.raster`.
 * Hole fraction at 256x256, mean (std); ours over 300,000 masks, cv2 over 150,000:
 
     kind             ours             cv2              difference
@@ -91,6 +81,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+# Also reached as `masks.Segments`, `masks.rasterize`, ... (e.g. by `masks_bench`).
+from inpaint_jax.data.raster import Boxes, Segments, rasterize
 from inpaint_jax.registry import MASK_GENERATORS
 
 # LaMa writes `2 * 3.1415926 - angle`, not 2 * pi; kept so the segment end points (which
@@ -99,24 +91,31 @@ _LAMA_TWO_PI = 2 * 3.1415926
 _SEGMENTS = 5          # LaMa: `for j in range(1 + np.random.randint(5))`
 _STROKE_DRAWS = 3 + 3 * _SEGMENTS  # x, y, segment count; angle, length, width per segment
 _BOX_DRAWS = 4         # width, height, x, y
-_BIG = 1e9             # "no span" offset, far outside any image
-_NUDGE = 1e-6          # stands in for a zero direction component (see _segment_spans)
-_BLOCK = 16            # rows per block of the prefix sum (see _prefix_sum_rows)
-# Masks rasterised together, in difference-array bytes (30 masks of 256x256): measured
-# best on one core; smaller chunks pay more numpy call overhead per mask.
-_CHUNK_BYTES = 1 << 21
-# Coverage counters, narrowest first, with their modulus (see `rasterize`).
-_COUNT_TYPES = ((np.uint8, 1 << 8), (np.uint16, 1 << 16), (np.uint32, 1 << 32))
 
 
 # ------------------------------------------------------------------------------------------
 # Parameters
 # ------------------------------------------------------------------------------------------
-def _check_int(owner: str, name: str, value: Any, minimum: int) -> None:
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-    raise ValueError(f"{owner}.{name} must be an int, got {value!r}")
-  if value < minimum:
-    raise ValueError(f"{owner}.{name} must be >= {minimum}, got {value}")
+def _check_ints(owner: str, params: Any, minimums: Mapping[str, int],
+                ordered: Sequence[tuple[str, str]]) -> None:
+  """Raises a ValueError naming `owner.field` unless `params`' fields are valid.
+
+  Args:
+    owner: the config group, for messages.
+    params: the dataclass.
+    minimums: field -> smallest value; each must be an int (not a bool).
+    ordered: (low, high) field pairs that need low <= high, checked in order.
+  """
+  for name, minimum in minimums.items():
+    value = getattr(params, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+      raise ValueError(f"{owner}.{name} must be an int, got {value!r}")
+    if value < minimum:
+      raise ValueError(f"{owner}.{name} must be >= {minimum}, got {value}")
+  for lo, hi in ordered:
+    if getattr(params, hi) < getattr(params, lo):
+      raise ValueError(f"{owner}.{hi} ({getattr(params, hi)}) must be >= {owner}.{lo} "
+                       f"({getattr(params, lo)})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,12 +137,9 @@ class IrregularMaskParams:
   max_times: int = 5
 
   def __post_init__(self):
-    for name, minimum in (("max_angle", 1), ("max_len", 1), ("max_width", 1),
-                          ("min_times", 0), ("max_times", 0)):
-      _check_int("irregular", name, getattr(self, name), minimum)
-    if self.max_times < self.min_times:
-      raise ValueError(f"irregular.max_times ({self.max_times}) must be >= irregular.min_times "
-                       f"({self.min_times})")
+    _check_ints("irregular", self, {"max_angle": 1, "max_len": 1, "max_width": 1,
+                                    "min_times": 0, "max_times": 0},
+                [("min_times", "max_times")])
 
   @property
   def stroke_count_range(self) -> tuple[int, int]:
@@ -170,15 +166,9 @@ class BoxMaskParams:
   max_times: int = 4
 
   def __post_init__(self):
-    for name, minimum in (("margin", 0), ("bbox_min_size", 1), ("bbox_max_size", 1),
-                          ("min_times", 0), ("max_times", 0)):
-      _check_int("box", name, getattr(self, name), minimum)
-    if self.bbox_max_size < self.bbox_min_size:
-      raise ValueError(f"box.bbox_max_size ({self.bbox_max_size}) must be >= "
-                       f"box.bbox_min_size ({self.bbox_min_size})")
-    if self.max_times < self.min_times:
-      raise ValueError(f"box.max_times ({self.max_times}) must be >= box.min_times "
-                       f"({self.min_times})")
+    _check_ints("box", self, {"margin": 0, "bbox_min_size": 1, "bbox_max_size": 1,
+                              "min_times": 0, "max_times": 0},
+                [("bbox_min_size", "bbox_max_size"), ("min_times", "max_times")])
 
   def size_bound(self, height: int, width: int) -> int:
     """Exclusive upper bound of box sides for an image of this size (LaMa's `bbox_max_size`).
@@ -196,48 +186,8 @@ class BoxMaskParams:
 
 
 # ------------------------------------------------------------------------------------------
-# Sampled primitives (exposed so that tests and the benchmark can see what was drawn)
+# Sampling (primitives are exposed so that tests and the benchmark can see what was drawn)
 # ------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Segments:
-  """Thick line segments of a batch of irregular masks, ordered by mask, stroke, segment.
-
-  Attributes:
-    mask: (S,) int64 index of the mask each segment belongs to.
-    x0, y0, x1, y1: (S,) int64 end points in pixels; x in [0, W], y in [0, H].
-    thickness: (S,) int64 cv2 line thickness (brush width).
-    strokes_per_mask: (n,) int64 stroke count of each mask (0 for box masks).
-    segments_per_stroke: (sum(strokes_per_mask),) int64, in 1..5.
-  """
-
-  mask: np.ndarray
-  x0: np.ndarray
-  y0: np.ndarray
-  x1: np.ndarray
-  y1: np.ndarray
-  thickness: np.ndarray
-  strokes_per_mask: np.ndarray
-  segments_per_stroke: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
-class Boxes:
-  """Rectangles of a batch of box masks: pixels [y, y + h) x [x, x + w) are holes.
-
-  Attributes:
-    mask: (B,) int64 index of the mask each box belongs to, ascending.
-    x, y, w, h: (B,) int64.
-    boxes_per_mask: (n,) int64 (0 for irregular masks).
-  """
-
-  mask: np.ndarray
-  x: np.ndarray
-  y: np.ndarray
-  w: np.ndarray
-  h: np.ndarray
-  boxes_per_mask: np.ndarray
-
-
 def _floor_mul(u: np.ndarray, k: Any) -> np.ndarray:
   """Uniform integers in [0, k) from uniforms u in [0, 1): floor(k * u), int64.
 
@@ -290,218 +240,6 @@ def _boxes(u: np.ndarray, box_mask: np.ndarray, times: np.ndarray, height: int, 
 
 
 # ------------------------------------------------------------------------------------------
-# Rasterisation
-# ------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class _Layout:
-  """Where pixel (mask m, row y, column x) of a chunk lives in the flat difference array.
-
-  The index is (m - first_mask) * mask_stride + y * row_stride + x. Rows are outermost
-  (row_stride = chunk * W, mask_stride = W): the prefix sum then adds long contiguous
-  rows covering every mask of the chunk at once.
-  """
-
-  first_mask: int
-  mask_stride: int
-  row_stride: int
-  height: int
-  width: int
-  ftype: type  # float type of the index arithmetic: float32 while exact (< 2**24)
-
-
-def _segment_spans(seg: Segments, sl: slice, at: _Layout) -> tuple[np.ndarray, np.ndarray]:
-  """Column spans covered by the segments `seg[sl]`, as difference-array indices.
-
-  A segment p0 -> p1 with cv2 thickness t covers, in each column, the union of
-  * the discs of radius r = ceil(t / 2) around p0 and p1 (integer centres: exact), and
-  * the rectangle {p0 + a * u + b * v : 0 <= a <= L, |b| <= r + 0.5} (u along the
-    segment, v across it): the intersection of two slabs, each a y-interval per column.
-  Per column the union is taken as one interval (this can only fill sub-pixel gaps at
-  the rectangle corners). A zero component of u would divide by zero: 1e-6 stands in
-  for it, which turns that slab into "all y" or "no y" with the right sign; the columns
-  where that is inexact are the end columns of axis-parallel segments, which the discs
-  cover.
-
-  The work per column is ~30 whole-array float operations, with no masking or
-  compaction (boolean indexing costs ~10 arithmetic ops). Intervals are kept as
-  (-lo, hi) pairs in a (2, E) array, so that both ends are updated by one call: the
-  slab intersection is a minimum, the union with a disc a maximum. An empty rectangle
-  interval is moved far out of the way; off-disc columns are NaN, which fmax skips;
-  an empty span gets stop = start, so its +1 and -1 cancel.
-
-  Args:
-    seg: the segments; `sl` selects those of the masks of one chunk.
-    sl: which segments.
-    at: the chunk's difference-array layout.
-
-  Returns:
-    (start, stop): flat int64 indices of the +1 and the -1 of each span (stop is
-    start + rows * row_stride); a stop may lie in row H, below the image.
-  """
-  height, width, ftype = at.height, at.width, at.ftype
-  x0, y0, x1, y1 = seg.x0[sl], seg.y0[sl], seg.x1[sl], seg.y1[sl]
-  r = (seg.thickness[sl] + 1) // 2
-  col_lo = np.maximum(np.minimum(x0, x1) - r, 0)
-  counts = np.minimum(np.maximum(x0, x1) + r, width - 1) - col_lo + 1  # >= 1
-  first = np.cumsum(counts) - counts  # first entry of each segment
-
-  # Per-segment constants (small arrays; float64 for the divisions).
-  dx, dy = (x1 - x0).astype(np.float64), (y1 - y0).astype(np.float64)
-  length = np.hypot(dx, dy)
-  inv_len = 1.0 / np.where(length > 0, length, 1.0)
-  ux, uy = dx * inv_len, dy * inv_len
-  ux = np.where(ux == 0, _NUDGE, ux)
-  uy = np.where(uy == 0, _NUDGE, uy)
-  per_seg = np.empty((14, x0.size), ftype)
-  s1, h1, s2, rr, x_off, base = per_seg[:6]
-  # Across: |ux * Y - uy * X| <= r + 1/2  ->  Y in X * s1 -+ h1 (nothing if length is 0).
-  np.divide(uy, ux, out=s1)
-  h1[...] = np.where(length > 0, (r + 0.5) / np.abs(ux), -_BIG)
-  # Along: 0 <= ux * X + uy * Y <= length  ->  Y in X * s2 + [a2, b2], kept as (-a2, b2).
-  np.divide(-ux, uy, out=s2)
-  l_uy = length / uy
-  per_seg[6] = -np.minimum(0.0, l_uy)
-  per_seg[7] = np.maximum(0.0, l_uy)
-  rr[...] = r * r
-  # Entry e of a segment is column col_lo + e - first, at X = e - x_off from p0; its
-  # row-0 cell is e + base.
-  x_off[...] = first + x0 - col_lo
-  base[...] = (seg.mask[sl] - at.first_mask) * at.mask_stride + col_lo - first
-  per_seg[8] = 0.0
-  per_seg[9] = dx
-  per_seg[10] = -dy
-  per_seg[11] = dy
-  per_seg[12] = -y0
-  per_seg[13] = y0
-  per_entry = np.repeat(per_seg, counts, axis=1)
-  s1, h1, s2, rr, x_off, base = per_entry[:6]
-  neg_a2_b2, zero_dx, neg_dy_dy, neg_y0_y0 = per_entry[6:].reshape(4, 2, -1)
-
-  e = np.arange(s1.size).astype(ftype)
-  xx = e - x_off
-  sx = np.multiply(np.array([[-1], [1]], ftype), xx)  # (-X, X)
-  span = sx * s1
-  span += h1  # (-lo, hi) of the across-slab
-  t = np.multiply(sx, s2, out=sx)
-  t += neg_a2_b2  # (-lo, hi) of the along-slab
-  np.minimum(span, t, out=span)
-  np.floor(span, out=span)  # (-ceil(lo), floor(hi)): pixel centres inside
-  # Empty rectangle interval (lo > hi): shift it out of the way of the max below.
-  span -= np.multiply(span[0] + span[1] < 0, ftype(_BIG))
-  with np.errstate(invalid="ignore"):  # NaN off the discs
-    q = np.subtract(xx, zero_dx, out=zero_dx)  # X, X - dx
-    np.multiply(q, q, out=q)
-    np.subtract(rr, q, out=q)
-    np.sqrt(q, out=q)
-    half_chord = np.floor(q, out=q)  # exact: r^2 - X^2 is a small integer
-    np.fmax(span, half_chord[0], out=span)  # disc at p0 spans [-hc, hc]
-    np.fmax(span, np.add(neg_dy_dy, half_chord[1], out=neg_dy_dy), out=span)  # at p1
-  span += neg_y0_y0  # to absolute rows
-  # Bounds as full arrays: numpy's minimum/maximum against a scalar or a broadcast
-  # column take a slow path (10x), against a same-shape array a vectorised one.
-  bound = np.empty_like(span)
-  bound[0].fill(0)
-  bound[1].fill(height - 1)
-  np.minimum(span, bound, out=span)  # clip to the image: lo >= 0, hi <= H - 1
-  # Rows [lo, hi] -> [start, stop) = [lo, hi + 1): n = hi - lo + 1 rows, none if n <= 0.
-  # An empty span keeps its start in the array (lo <= H) and gets stop = start.
-  span[1] += span[0]
-  span[1] += 1
-  bound[0].fill(-height)
-  bound[1].fill(0)
-  neg_lo, n_rows = np.maximum(span, bound, out=span)
-  np.multiply(span, ftype(at.row_stride), out=span)
-  start = np.subtract(e, neg_lo, out=e)
-  start += base
-  stop = start + n_rows
-  return start.astype(np.int64), stop.astype(np.int64)
-
-
-def _box_spans(boxes: Boxes, sl: slice, at: _Layout) -> tuple[np.ndarray, np.ndarray]:
-  """Like `_segment_spans`, for the boxes `boxes[sl]` (never empty, never clipped)."""
-  w = boxes.w[sl]
-  box_id = np.repeat(np.arange(w.size), w)
-  first = np.cumsum(w) - w
-  start = ((boxes.mask[sl] - at.first_mask) * at.mask_stride + boxes.y[sl] * at.row_stride
-           + boxes.x[sl] - first)[box_id] + np.arange(box_id.size)
-  return start, start + (boxes.h[sl] * at.row_stride)[box_id]
-
-
-def _prefix_sum_rows(d: np.ndarray, block: int) -> None:
-  """In-place cumulative sum over the rows of d (rows, cols), rows a multiple of `block`.
-
-  numpy's cumsum along a non-last axis runs element by element; this adds whole rows
-  (vectorised): first within blocks of `block` rows, then the block totals, then each
-  block's offset: about block + rows / block numpy calls.
-  """
-  rows, cols = d.shape
-  v = d.reshape(rows // block, block, cols)
-  for i in range(1, block):
-    np.add(v[:, i], v[:, i - 1], out=v[:, i])
-  if rows // block > 1:
-    offset = v[:-1, -1].copy()  # totals of blocks 0 .. nb - 2
-    for j in range(1, offset.shape[0]):
-      np.add(offset[j], offset[j - 1], out=offset[j])
-    v[1:] += offset[:, None]
-
-
-def rasterize(n: int, height: int, width: int, segments: Segments | None = None,
-              boxes: Boxes | None = None, *, out: np.ndarray | None = None) -> np.ndarray:
-  """Draws segments and boxes into `n` masks.
-
-  Each primitive becomes column spans; +1 / -1 at each span's first row / one past its
-  last row go into a difference array, and a prefix sum down the columns counts the
-  spans covering each pixel. The count is kept modulo 2**8 (or 2**16, 2**32), which is
-  exact for "is it non-zero" while no mask has as many primitives as the modulus.
-
-  Args:
-    n: number of masks.
-    height, width: mask size H, W.
-    segments: thick segments (see `Segments`), ordered by mask, or None.
-    boxes: rectangles (see `Boxes`), ordered by mask, or None.
-    out: optional (n, H, W) float32 array to write into (any strides). Reusing one
-      saves the page faults of fresh memory, which cost as much as drawing on some VMs.
-
-  Returns:
-    (n, H, W) float32, 1 where a primitive covers the pixel centre, else 0 (`out` if given).
-  """
-  if out is None:
-    out = np.empty((n, height, width), np.float32)
-  elif out.shape != (n, height, width) or out.dtype != np.float32:
-    raise ValueError(f"out must be a float32 array of shape {(n, height, width)}, got "
-                     f"{out.dtype} {out.shape}")
-  parts = [(p, fn) for p, fn in ((segments, _segment_spans), (boxes, _box_spans))
-           if p is not None and p.mask.size]
-  most = max([int(np.bincount(p.mask).max()) for p, _ in parts], default=0)
-  dtype = next(t for t, top in _COUNT_TYPES if most < top)
-  plus, minus = dtype(1), dtype(-1 % (1 << (8 * np.dtype(dtype).itemsize)))  # +-1 mod 2**b
-  rows = -(-(height + 1) // _BLOCK) * _BLOCK  # rows H.. take the stops at the border
-  chunk = max(1, min(n, _CHUNK_BYTES // (rows * width * np.dtype(dtype).itemsize)))
-  ftype = np.float32 if chunk * rows * width < 2**24 else np.float64
-  edges = np.arange(0, n + chunk, chunk)
-  bounds = [np.searchsorted(p.mask, edges) for p, _ in parts]
-  buffer = np.empty(rows * chunk * width, dtype)
-  nonzero = np.empty(height * chunk * width, np.bool_)
-  for c, m0 in enumerate(range(0, n, chunk)):
-    k = min(chunk, n - m0)
-    count = buffer[:rows * k * width]  # (rows, k, W) layout, see _Layout
-    count.fill(0)
-    at = _Layout(m0, width, k * width, height, width, ftype)
-    for (prims, spans), b in zip(parts, bounds, strict=True):
-      if b[c + 1] > b[c]:
-        start, stop = spans(prims, slice(b[c], b[c + 1]), at)
-        # A typed scalar value puts add.at on numpy's fast path (~2 ns per entry).
-        np.add.at(count, start, plus)
-        np.add.at(count, stop, minus)
-    count = count.reshape(rows, k * width)
-    _prefix_sum_rows(count, _BLOCK)
-    nz = nonzero[:height * k * width].reshape(height, k, width)
-    np.not_equal(count[:height].reshape(height, k, width), 0, out=nz)
-    np.copyto(out[m0:m0 + k], nz.transpose(1, 0, 2).view(np.uint8), casting="unsafe")
-  return out
-
-
-# ------------------------------------------------------------------------------------------
 # Generators
 # ------------------------------------------------------------------------------------------
 class MaskGenerator(Protocol):
@@ -522,8 +260,51 @@ class MaskGenerator(Protocol):
     ...
 
 
+class _SampleBatch:
+  """`sample_batch` from `sample_many`, for the two bases below."""
+
+  def sample_batch(self, rng: np.random.Generator, n: int, height: int, width: int, *,
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """`n` masks, (n, H, W) float32 in {0, 1}, 1 = hole; deterministic in `rng`.
+
+    Mask i equals the i-th of n successive `sample(rng, height, width)` calls.
+    `out`: optional (n, H, W) float32 array to fill.
+    """
+    if n < 0:
+      raise ValueError(f"n must be >= 0, got {n}")
+    return self.sample_many([rng] * n, height, width, out=out)
+
+
+class ManyAtOnce(_SampleBatch):
+  """Base of a generator that draws masks in batches: it defines `sample_many`.
+
+  `sample` and `sample_batch` are `sample_many` calls, so a mask depends only on its
+  generator's draws, however the masks are grouped.
+  """
+
+  def sample(self, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """One (H, W) float32 mask in {0, 1}, 1 = hole; equals `sample_batch(rng, 1, ...)[0]`."""
+    return self.sample_many([rng], height, width)[0]
+
+
+class OneAtATime(_SampleBatch):
+  """Base of a generator that draws one mask at a time: it defines `sample`.
+
+  `sample_many` and `sample_batch` call `sample` once per mask.
+  """
+
+  def sample_many(self, rngs: Sequence[np.random.Generator], height: int, width: int, *,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """(len(rngs), H, W) float32, mask i from rngs[i]; written into `out` when given."""
+    if out is None:
+      out = np.empty((len(rngs), height, width), np.float32)
+    for i, rng in enumerate(rngs):
+      out[i] = self.sample(rng, height, width)
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
-class MixedMaskGenerator:
+class MixedMaskGenerator(ManyAtOnce):
   """LaMa's `MixedMaskGenerator` restricted to irregular and box masks.
 
   Each mask is irregular with probability `irregular_prob / (irregular_prob + box_prob)`
@@ -621,21 +402,6 @@ class MixedMaskGenerator:
     _, seg, boxes = self.sample_primitives(rngs, height, width)
     return rasterize(len(rngs), height, width, seg, boxes, out=out)
 
-  def sample_batch(self, rng: np.random.Generator, n: int, height: int, width: int, *,
-                   out: np.ndarray | None = None) -> np.ndarray:
-    """`n` masks, (n, H, W) float32 in {0, 1}, 1 = hole; deterministic in `rng`.
-
-    Mask i equals the i-th of n successive `sample(rng, height, width)` calls.
-    `out`: optional (n, H, W) float32 array to fill (see `rasterize`).
-    """
-    if n < 0:
-      raise ValueError(f"n must be >= 0, got {n}")
-    return self.sample_many([rng] * n, height, width, out=out)
-
-  def sample(self, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """One (H, W) float32 mask in {0, 1}, 1 = hole; equals `sample_batch(rng, 1, ...)[0]`."""
-    return self.sample_many([rng], height, width)[0]
-
 
 # ------------------------------------------------------------------------------------------
 # Presets and config
@@ -701,6 +467,20 @@ def _drop_unset(cfg: dict[str, Any]) -> dict[str, Any]:
   return out
 
 
+def size_scaler(scale: float) -> Callable[[int, int], int]:
+  """`mul(size, minimum)`: a pixel size times `scale`, rounded half up, at least `minimum`.
+
+  For the generators' `scaled` (pixel sizes of masks defined at one resolution, used at
+  another).
+
+  Raises:
+    ValueError: unless `scale` is a positive finite number.
+  """
+  if not 0 < scale < float("inf"):
+    raise ValueError(f"scale must be a positive number, got {scale!r}")
+  return lambda size, minimum: max(minimum, int(size * scale + 0.5))
+
+
 def scaled(gen: MixedMaskGenerator, scale: float) -> MixedMaskGenerator:
   """The preset with every pixel size times `scale` (rounded half up, at least 1).
 
@@ -709,12 +489,7 @@ def scaled(gen: MixedMaskGenerator, scale: float) -> MixedMaskGenerator:
   """
   if scale == 1.0:
     return gen
-  if not 0 < scale < float("inf"):
-    raise ValueError(f"scale must be a positive number, got {scale!r}")
-
-  def mul(v: int, minimum: int) -> int:
-    return max(minimum, int(v * scale + 0.5))
-
+  mul = size_scaler(scale)
   irr = dataclasses.replace(gen.irregular, **{
       k: mul(getattr(gen.irregular, k), 1) for k in _SCALED_FIELDS["irregular"]})
   box = dataclasses.replace(gen.box, **{

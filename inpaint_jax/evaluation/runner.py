@@ -52,12 +52,11 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from PIL import Image
 
 from inpaint_jax import restore
 from inpaint_jax.config_lib import eval_settings
+from inpaint_jax.data import image_io, sources
 from inpaint_jax.data import mask_sets as masks
-from inpaint_jax.data import sources
 from inpaint_jax.evaluation import baselines, folders, report, scoring
 from inpaint_jax.inference import engine
 from inpaint_jax.weights import model_dir
@@ -70,15 +69,7 @@ EVAL_DIR = "eval"
 # ------------------------------------------------------------------------------------------
 def center_square(image: np.ndarray, size: int) -> np.ndarray:
   """(H, W, 3) uint8 -> (size, size, 3) float32 in [0, 1]: shorter side to `size`, centre crop."""
-  im = Image.fromarray(image)
-  w, h = im.size
-  scale = size / min(w, h)
-  if (w, h) != (size, size):
-    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))),
-                   Image.Resampling.BICUBIC)
-  w, h = im.size
-  left, top = (w - size) // 2, (h - size) // 2
-  return np.asarray(im.crop((left, top, left + size, top + size)), np.float32) / 255.0
+  return image_io.center_square(image, size).astype(np.float32) / 255.0
 
 
 def eval_source(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict):

@@ -23,6 +23,7 @@ Kernel layouts (what the converters in `inpaint_jax.convert` rely on):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -311,37 +312,50 @@ def _conv_transpose_phases(x: Array, kernel: Array, strides: tuple[int, int],
   return y.reshape(n, mh * sh, mw * sw, cout)[:, :out_hw[0], :out_hw[1]]
 
 
-class Conv(nn.Module):
-  """2-D convolution with explicit padding, like PyTorch `nn.Conv2d`.
+class ConvFields(nn.Module):
+  """The fields of a layer with a PyTorch-style kernel and bias, which `conv_params` reads.
+
+  Shared by `Conv`, `ConvTranspose` and `partial_conv.PartialConv`. The fields after
+  `kernel_size` are keyword-only: each layer adds its own geometry fields (strides,
+  padding, ...) positionally after `kernel_size`, in PyTorch's argument order.
 
   Attributes:
     features: output channels.
     kernel_size: int or (kh, kw).
-    strides: int or (sh, sw).
-    padding: int, (ph, pw) or ((top, bottom), (left, right)), applied with
-      `padding_mode` before a VALID convolution.
-    padding_mode: 'zeros' or 'reflect'.
-    kernel_dilation: int or (dh, dw).
-    use_bias: whether to add a bias.
+    use_bias: whether the layer has a bias.
     dtype: computation dtype (None: promote input and params).
     param_dtype: dtype of the parameters.
-    kernel_init: None for PyTorch's default init.
-    bias_init: None for PyTorch's default init.
-
-  Params: `kernel` (kh, kw, in, out) and, with `use_bias`, `bias` (out,).
+    kernel_init: None for PyTorch's default init of the layer.
+    bias_init: None for PyTorch's default init of the layer.
   """
 
   features: int
   kernel_size: IntOr2
-  strides: IntOr2 = 1
-  padding: Pad = 0
-  padding_mode: str = "zeros"
-  kernel_dilation: IntOr2 = 1
+  _: dataclasses.KW_ONLY
   use_bias: bool = True
   dtype: Any = None
   param_dtype: Any = jnp.float32
   kernel_init: Initializer | None = None
   bias_init: Initializer | None = None
+
+
+class Conv(ConvFields):
+  """2-D convolution with explicit padding, like PyTorch `nn.Conv2d`.
+
+  Attributes (and those of `ConvFields`):
+    strides: int or (sh, sw).
+    padding: int, (ph, pw) or ((top, bottom), (left, right)), applied with
+      `padding_mode` before a VALID convolution.
+    padding_mode: 'zeros' or 'reflect'.
+    kernel_dilation: int or (dh, dw).
+
+  Params: `kernel` (kh, kw, in, out) and, with `use_bias`, `bias` (out,).
+  """
+
+  strides: IntOr2 = 1
+  padding: Pad = 0
+  padding_mode: str = "zeros"
+  kernel_dilation: IntOr2 = 1
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -358,18 +372,28 @@ def _conv_padded(conv: Conv, x: Array, kernel: Array, bias: Array | None) -> Arr
   return y if bias is None else y + bias
 
 
-def conv_params(conv: nn.Module, cin: int) -> tuple[Array, Array | None]:
-  """Declares a `Conv`'s `kernel` (and `bias`) in `conv`'s scope; returns them.
+def conv_params(conv: ConvFields, cin: int, *, transposed: bool = False
+                ) -> tuple[Array, Array | None]:
+  """Declares `conv`'s `kernel` (kh, kw, cin, features) and `bias` (features,); returns them.
 
-  Call it from a compact method of a module with `Conv`'s fields `features`,
-  `kernel_size`, `use_bias`, `param_dtype`, `kernel_init` and `bias_init`.
+  Call it from a compact method of `conv`. The bias is None without `use_bias`.
+
+  Args:
+    conv: the layer.
+    cin: input channels.
+    transposed: PyTorch's `ConvTranspose2d` init, whose fan-in comes from the weight's
+      second axis: features * kh * kw (else `Conv2d`'s, cin * kh * kw).
   """
   kh, kw = _pair(conv.kernel_size, "kernel_size")
-  kernel = conv.param("kernel", conv.kernel_init or torch_kernel_init(),
+  if transposed:
+    kernel_init, fan_in = torch_kernel_init(in_axis=-1, out_axis=-2), conv.features * kh * kw
+  else:
+    kernel_init, fan_in = torch_kernel_init(), cin * kh * kw
+  kernel = conv.param("kernel", conv.kernel_init or kernel_init,
                       (kh, kw, cin, conv.features), conv.param_dtype)
   bias = None
   if conv.use_bias:
-    bias = conv.param("bias", conv.bias_init or torch_bias_init(cin * kh * kw),
+    bias = conv.param("bias", conv.bias_init or torch_bias_init(fan_in),
                       (conv.features,), conv.param_dtype)
   return kernel, bias
 
@@ -422,7 +446,7 @@ def conv_sum(xs: Sequence[Array], names: Sequence[str], **conv: Any) -> Array:
                       jnp.concatenate(kernels, axis=2), bias)
 
 
-class ConvTranspose(nn.Module):
+class ConvTranspose(ConvFields):
   """PyTorch `nn.ConvTranspose2d(k, stride, padding, output_padding)`, NHWC.
 
   Output size per spatial axis: (H - 1) * stride - 2 * padding + k + output_padding.
@@ -430,33 +454,19 @@ class ConvTranspose(nn.Module):
   phases, interleaved by a depth-to-space (see `_conv_transpose_phases`), which
   avoids the multiplications by inserted zeros of the lhs-dilated formulation.
 
-  Attributes:
-    features: output channels.
-    kernel_size: int or (kh, kw).
+  Attributes (and those of `ConvFields`; the default init's fan_in is out * kh * kw, as
+  PyTorch computes it from the weight's second axis):
     strides: int or (sh, sw).
     padding: int or (ph, pw) (PyTorch's symmetric `padding`; zeros).
     output_padding: int or (oh, ow), extra rows/cols at the bottom/right.
-    use_bias: whether to add a bias.
-    dtype: computation dtype (None: promote input and params).
-    param_dtype: dtype of the parameters.
-    kernel_init: None for PyTorch's default init (fan_in = out * kh * kw, as
-      PyTorch computes it from the weight's second axis).
-    bias_init: None for PyTorch's default init.
 
   Params: `kernel` (kh, kw, in, out), equal to the PyTorch IOHW weight
   transposed by (2, 3, 0, 1) (no flip), and `bias` (out,).
   """
 
-  features: int
-  kernel_size: IntOr2
   strides: IntOr2 = 1
   padding: IntOr2 = 0
   output_padding: IntOr2 = 0
-  use_bias: bool = True
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-  kernel_init: Initializer | None = None
-  bias_init: Initializer | None = None
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -470,13 +480,7 @@ class ConvTranspose(nn.Module):
     if oh >= max(sh, 1) or ow >= max(sw, 1):
       # Same rule as PyTorch: output_padding must be smaller than the stride.
       raise ValueError(f"output_padding {(oh, ow)} must be smaller than strides {(sh, sw)}")
-    cin = x.shape[-1]
-    kernel = self.param("kernel", self.kernel_init or torch_kernel_init(in_axis=-1, out_axis=-2),
-                        (kh, kw, cin, self.features), self.param_dtype)
-    bias = None
-    if self.use_bias:
-      bias = self.param("bias", self.bias_init or torch_bias_init(self.features * kh * kw),
-                        (self.features,), self.param_dtype)
+    kernel, bias = conv_params(self, x.shape[-1], transposed=True)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     h, w = x.shape[1:3]
     out_hw = ((h - 1) * sh - 2 * ph + kh + oh, (w - 1) * sw - 2 * pw + kw + ow)

@@ -28,15 +28,13 @@ Params: `kernel` (kh, kw, Cin, features) (PyTorch OIHW weight transposed by
 
 from __future__ import annotations
 
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from inpaint_jax.models.layers import (
-    Initializer,
+    ConvFields,
     IntOr2,
     Pad,
     _conv_valid,
@@ -84,35 +82,23 @@ def mask_update(mask: Array, kernel_size: IntOr2, strides: IntOr2 = 1, padding: 
   return ratio, new_mask
 
 
-class PartialConv(nn.Module):
+class PartialConv(ConvFields):
   """Partial convolution with mask update, `__call__(x, mask) -> (out, new_mask)`.
 
-  Attributes:
-    features: output channels.
-    kernel_size: int or (kh, kw).
+  Attributes (and those of `layers.ConvFields`, with `Conv2d`'s default init; the bias
+  is added after the renormalisation, so it is zero where the new mask is 0):
     strides: int or (sh, sw).
     padding: int, (ph, pw) or ((top, bottom), (left, right)); zeros for both the
       features and the mask (PyTorch's symmetric `padding=p` is the int form).
     kernel_dilation: int or (dh, dw).
-    use_bias: add a bias (after the renormalisation; zero where the new mask is 0).
     multi_channel: True: the mask has Cin channels, all summed in the window, and
       the new mask has `features` channels. False: one-channel mask in and out.
-    dtype: computation dtype (None: promote input and params).
-    param_dtype: dtype of the parameters.
-    kernel_init / bias_init: None for PyTorch's default `Conv2d` init.
   """
 
-  features: int
-  kernel_size: IntOr2
   strides: IntOr2 = 1
   padding: Pad = 0
   kernel_dilation: IntOr2 = 1
-  use_bias: bool = True
   multi_channel: bool = False
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-  kernel_init: Initializer | None = None
-  bias_init: Initializer | None = None
 
   @nn.compact
   def __call__(self, x: Array, mask: Array | None = None) -> tuple[Array, Array]:

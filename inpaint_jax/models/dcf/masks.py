@@ -11,7 +11,8 @@ returned in the project's convention, (H, W) float32 with 1 = hole:
   least 20: the official code fails below 40 px) with a brush radius randint(8, 20);
   at every step the disc dx^2 + dy^2 <= radius^2 around the current point is painted,
   then the point moves by `radius` in a uniform direction, truncated to an integer
-  and clipped to the image.
+  and clipped to the image. A stroke's discs are drawn together by
+  `inpaint_jax.data.raster.rasterize` (as segments of length 0).
 
 The official code draws from Python's `random` per example; we draw the same
 distribution from the numpy generator the pipeline seeds per example, so masks are
@@ -24,11 +25,13 @@ import dataclasses
 
 import numpy as np
 
+from inpaint_jax.data.masks import OneAtATime
+from inpaint_jax.data.raster import Segments, rasterize
 from inpaint_jax.registry import MASK_GENERATORS
 
 
 @dataclasses.dataclass(frozen=True)
-class DCFRandomWalkMasks:
+class DCFRandomWalkMasks(OneAtATime):
   """DCF's random-walk stroke masks (see the module docstring).
 
   Attributes:
@@ -61,36 +64,28 @@ class DCFRandomWalkMasks:
     """One (H, W) float32 mask in {0, 1}, 1 = hole."""
     if height <= 0 or width <= 0:
       raise ValueError(f"mask size must be positive, got {height}x{width}")
-    mask = np.zeros((height, width), bool)
+    mask = np.zeros((height, width), np.float32)
     target = int(rng.uniform(self.min_ratio, self.max_ratio) * height * width)
     strokes = int(rng.integers(self.min_strokes, self.max_strokes + 1))
-    ys, xs = np.ogrid[:height, :width]
     for _ in range(strokes):
       if int(mask.sum()) >= target:
         break
       x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
       steps = int(rng.integers(self.min_steps, max(self.min_steps, min(height, width) // 2) + 1))
       radius = int(rng.integers(self.min_radius, self.max_radius + 1))
-      for _ in range(steps):
-        mask |= (ys - y) ** 2 + (xs - x) ** 2 <= radius * radius
+      centres = np.empty((steps, 2), np.int64)
+      for i in range(steps):
+        centres[i] = x, y
         angle = rng.uniform(0.0, 2.0 * np.pi)
         x = int(np.clip(x + radius * np.cos(angle), 0, width - 1))
         y = int(np.clip(y + radius * np.sin(angle), 0, height - 1))
-    return mask.astype(np.float32)
-
-  def sample_batch(self, rng: np.random.Generator, n: int, height: int,
-                   width: int) -> np.ndarray:
-    return np.stack([self.sample(rng, height, width) for _ in range(n)]) if n else \
-        np.zeros((0, height, width), np.float32)
-
-  def sample_many(self, rngs, height: int, width: int, *,
-                  out: np.ndarray | None = None) -> np.ndarray:
-    """(len(rngs), H, W) float32, mask i from rngs[i]; written into `out` when given."""
-    if out is None:
-      out = np.empty((len(rngs), height, width), np.float32)
-    for i, r in enumerate(rngs):
-      out[i] = self.sample(r, height, width)
-    return out
+      # A segment of length 0 and cv2 thickness 2r is the disc dx^2 + dy^2 <= r^2.
+      discs = Segments(
+          mask=np.zeros(steps, np.int64), x0=centres[:, 0], y0=centres[:, 1],
+          x1=centres[:, 0], y1=centres[:, 1], thickness=np.full(steps, 2 * radius, np.int64),
+          strokes_per_mask=np.array([1]), segments_per_stroke=np.array([steps]))
+      np.maximum(mask, rasterize(1, height, width, discs)[0], out=mask)
+    return mask
 
 
 MASK_GENERATORS.register("dcf_random_walk")(DCFRandomWalkMasks)

@@ -75,6 +75,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inpaint_jax.models.fields import store_int_tuples
 from inpaint_jax.models.layers import Conv, ConvTranspose
 from inpaint_jax.models.morphology import dilate, erode, gaussian_kernel
 from inpaint_jax.models.norm import BatchNorm, instance_norm
@@ -324,10 +325,7 @@ class DCF(nn.Module):
   dtype: Any = None
 
   def __post_init__(self):
-    for name in ("encoder_depths", "decoder_depths"):
-      value = getattr(self, name)
-      if not isinstance(value, tuple):
-        object.__setattr__(self, name, tuple(int(v) for v in value))
+    store_int_tuples(self, "encoder_depths", "decoder_depths")
     super().__post_init__()
 
   def _validate(self, image: Array, mask: Array) -> None:

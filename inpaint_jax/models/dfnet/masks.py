@@ -14,7 +14,7 @@ are white = known).
   end point (x + len cos, y + len sin) is clipped to the image and starts the next
   segment; points become pixels by truncation (`int(x * W)`);
 * segments are drawn as cv2-style thick lines of width `int(0.02 * min(H, W))`
-  (10 px at 512; at least 1), with the rasteriser of `inpaint_jax.data.masks`;
+  (10 px at 512; at least 1), with the rasteriser of `inpaint_jax.data.raster`;
 * a mask is kept only if its hole fraction lies in [min_area, max_area) = [0.1, 0.2),
   otherwise it is drawn again (the authors' script loops the same way). We stop after
   `max_tries` draws and return the last one, so a call always ends.
@@ -46,14 +46,15 @@ import numpy as np
 from PIL import Image
 
 from inpaint_jax.data import augment
-from inpaint_jax.data.masks import Segments, rasterize
+from inpaint_jax.data.masks import OneAtATime
+from inpaint_jax.data.raster import Segments, rasterize
 from inpaint_jax.registry import MASK_GENERATORS
 
 _EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 @dataclasses.dataclass(frozen=True)
-class DFNetFreeFormMasks:
+class DFNetFreeFormMasks(OneAtATime):
   """DFNet's free-form stroke masks (see the module docstring).
 
   Attributes:
@@ -127,26 +128,6 @@ class DFNetFreeFormMasks:
         break
     return mask
 
-  def sample_batch(self, rng: np.random.Generator, n: int, height: int,
-                   width: int) -> np.ndarray:
-    return np.stack([self.sample(rng, height, width) for _ in range(n)]) if n else \
-        np.zeros((0, height, width), np.float32)
-
-  def sample_many(self, rngs, height: int, width: int, *,
-                  out: np.ndarray | None = None) -> np.ndarray:
-    """(len(rngs), H, W) float32, mask i from rngs[i]; written into `out` when given."""
-    return _stack_into([self.sample(r, height, width) for r in rngs], height, width, out)
-
-
-def _stack_into(masks: list[np.ndarray], height: int, width: int,
-                out: np.ndarray | None) -> np.ndarray:
-  """Stacks (H, W) masks into `out` (n, H, W) float32, or a new array."""
-  if out is None:
-    out = np.empty((len(masks), height, width), np.float32)
-  for i, m in enumerate(masks):
-    out[i] = m
-  return out
-
 
 @functools.lru_cache(maxsize=4096)
 def _load_known(path: str) -> np.ndarray:
@@ -156,7 +137,7 @@ def _load_known(path: str) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class DFNetFolderMasks:
+class DFNetFolderMasks(OneAtATime):
   """Mask files from a folder with DFNet's training augmentation (module docstring).
 
   Attributes:
@@ -206,15 +187,6 @@ class DFNetFolderMasks:
                            flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                            borderValue=255)
     return (known < 128).astype(np.float32)
-
-  def sample_batch(self, rng: np.random.Generator, n: int, height: int,
-                   width: int) -> np.ndarray:
-    return np.stack([self.sample(rng, height, width) for _ in range(n)])
-
-  def sample_many(self, rngs, height: int, width: int, *,
-                  out: np.ndarray | None = None) -> np.ndarray:
-    """(len(rngs), H, W) float32, mask i from rngs[i]; written into `out` when given."""
-    return _stack_into([self.sample(r, height, width) for r in rngs], height, width, out)
 
 
 MASK_GENERATORS.register("dfnet_free_form")(DFNetFreeFormMasks)

@@ -57,6 +57,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from inpaint_jax.models.fields import store_int_tuples
 from inpaint_jax.models.layers import Conv, ConvTranspose, add_coord_channels, same_padding
 from inpaint_jax.models.norm import BatchNorm, instance_norm
 from inpaint_jax.registry import GENERATORS
@@ -183,11 +184,7 @@ class DFNet(nn.Module):
   dtype: Any = None
 
   def __post_init__(self):
-    # Configs loaded from JSON give lists; jit needs a hashable module, so store tuples.
-    for name in ("en_ksize", "de_ksize", "blend_layers"):
-      value = getattr(self, name)
-      if not isinstance(value, tuple):
-        object.__setattr__(self, name, tuple(int(v) for v in value))
+    store_int_tuples(self, "en_ksize", "de_ksize", "blend_layers")
     super().__post_init__()
 
   @property

@@ -2,7 +2,7 @@
 
 The published checkpoints (`model_places2.pth`, `model_celeba.pth`) are bare
 state_dicts of the official `DFNet()` saved in torch's legacy format (read without
-torch by `inpaint_jax.convert.torch_file`). Official key -> our variable (levels
+torch by `inpaint_jax.weights.torch_file`). Official key -> our variable (levels
 counted from the finest; `X.conv[.1]` = `X.conv` for convs with symmetric padding,
 `X.conv.1` behind a ZeroPad2d otherwise):
 

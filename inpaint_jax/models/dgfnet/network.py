@@ -64,6 +64,7 @@ from flax.core import FrozenDict
 
 from inpaint_jax.models import factory
 from inpaint_jax.models.dgfnet import rtv as rtv_lib
+from inpaint_jax.models.fields import store_int_tuples
 from inpaint_jax.models.layers import Conv
 from inpaint_jax.models.norm import BatchNorm
 from inpaint_jax.registry import GENERATORS
@@ -234,8 +235,7 @@ class DGFNet(nn.Module):
 
   def __post_init__(self):
     object.__setattr__(self, "coarse", _freeze(self.coarse or {"name": "rfr"}))
-    for name in ("tex_widths", "fuse_widths"):
-      object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+    store_int_tuples(self, "tex_widths", "fuse_widths")
     super().__post_init__()
 
   def setup(self):

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 
 from inpaint_jax.models import contextual_attention as ca
 from inpaint_jax.models import partial_conv
+from inpaint_jax.models.fields import store_int_tuples
 from inpaint_jax.models.layers import Conv
 from inpaint_jax.models.norm import BatchNorm
 from inpaint_jax.models.pyconv import PyConv, pyramid
@@ -128,10 +129,7 @@ class DPNet(nn.Module):
   dtype: Any = None
 
   def __post_init__(self):
-    for name in ("widths", "pam_levels"):
-      value = getattr(self, name)
-      if not isinstance(value, tuple):
-        object.__setattr__(self, name, tuple(int(v) for v in value))
+    store_int_tuples(self, "widths", "pam_levels")
     super().__post_init__()
 
   @property
@@ -261,8 +259,7 @@ class DPNetPatchDiscriminator(nn.Module):
   dtype: Any = None
 
   def __post_init__(self):
-    if not isinstance(self.widths, tuple):
-      object.__setattr__(self, "widths", tuple(int(v) for v in self.widths))
+    store_int_tuples(self, "widths")
     super().__post_init__()
 
   @nn.compact

@@ -15,6 +15,7 @@ All BatchNorms are `inpaint_jax.models.norm.BatchNorm` (PyTorch semantics,
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -175,20 +176,10 @@ def split_channels(channels: int, ratio: float) -> tuple[int, int]:
   return channels - g, g
 
 
-class FFC(nn.Module):
-  """Fast Fourier convolution on a (local, global) pair.
-
-  out_l = convl2l(x_l) + convg2l(x_g); out_g = convl2g(x_l) + convg2g(x_g).
-  The three spatial convs have no bias (LaMa; see `use_bias`); a branch with an empty input or
-  output does not exist (no params).
+class _FFCOptions(nn.Module):
+  """Keyword-only options of FFC layers, which `FFCResnetBlock` hands on to its layers.
 
   Attributes:
-    features: total output channels (local + global).
-    kernel_size: spatial kernel size.
-    ratio_gin: global share of the input (checked against the input pair).
-    ratio_gout: global share of the output.
-    stride: spatial stride.
-    padding: padding of the spatial convs.
     dilation: dilation of the spatial convs.
     enable_lfu: passed to the spectral path.
     padding_type: 'reflect' or 'zeros'.
@@ -198,18 +189,49 @@ class FFC(nn.Module):
     use_bias: bias on every conv (LaMa: none).
   """
 
-  features: int
-  kernel_size: int
-  ratio_gin: float
-  ratio_gout: float
-  stride: int = 1
-  padding: int = 0
+  _: dataclasses.KW_ONLY
   dilation: int = 1
   enable_lfu: bool = False
   padding_type: str = "reflect"
   dtype: Any = None
   l2g_spectral: bool = False
   use_bias: bool = False
+
+  def _values(self, fields_of: type[nn.Module]) -> dict[str, Any]:
+    """This module's values of the fields of `fields_of` (linen's `parent`, `name` left out)."""
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(fields_of)
+            if f.name not in ("parent", "name")}
+
+
+class _FFCFields(_FFCOptions):
+  """The fields of an FFC layer, shared by `FFC` and `FFC_BN_ACT` (which hands them on).
+
+  Attributes (and the keyword-only ones of `_FFCOptions`):
+    features: total output channels (local + global).
+    kernel_size: spatial kernel size.
+    ratio_gin: global share of the input (checked against the input pair).
+    ratio_gout: global share of the output.
+    stride: spatial stride.
+    padding: padding of the spatial convs.
+  """
+
+  features: int
+  kernel_size: int
+  ratio_gin: float
+  ratio_gout: float
+  stride: int = 1
+  padding: int = 0
+
+
+class FFC(_FFCFields):
+  """Fast Fourier convolution on a (local, global) pair.
+
+  out_l = convl2l(x_l) + convg2l(x_g); out_g = convl2g(x_l) + convg2g(x_g).
+  The three spatial convs have no bias (LaMa; see `use_bias`); a branch with an empty input or
+  output does not exist (no params).
+
+  Attributes: see `_FFCFields`.
+  """
 
   @nn.compact
   def __call__(self, x: Array | Pair, *, train: bool) -> Pair:
@@ -257,37 +279,20 @@ class FFC(nn.Module):
     return out_l, out_g
 
 
-class FFC_BN_ACT(nn.Module):
+class FFC_BN_ACT(_FFCFields):
   """FFC followed by BN + ReLU on each non-empty output half.
 
   (The class keeps the official LaMa name, which makes the weight mapping easy to
   follow.)
 
-  Attributes: as `FFC` (the FFC itself is the submodule `ffc`; the norms are
-  `bn_l`, `bn_g`).
+  Attributes: see `_FFCFields`, all handed to the FFC (the submodule `ffc`; the norms
+  are `bn_l`, `bn_g`).
   """
-
-  features: int
-  kernel_size: int
-  ratio_gin: float = 0.0
-  ratio_gout: float = 0.0
-  stride: int = 1
-  padding: int = 0
-  dilation: int = 1
-  enable_lfu: bool = False
-  padding_type: str = "reflect"
-  dtype: Any = None
-  l2g_spectral: bool = False
-  use_bias: bool = False
 
   @nn.compact
   def __call__(self, x: Array | Pair, *, train: bool) -> Pair:
     """x: array or (local, global) pair -> (local, global) pair."""
-    x_l, x_g = FFC(self.features, self.kernel_size, self.ratio_gin, self.ratio_gout,
-                   stride=self.stride, padding=self.padding, dilation=self.dilation,
-                   enable_lfu=self.enable_lfu, padding_type=self.padding_type,
-                   dtype=self.dtype, l2g_spectral=self.l2g_spectral,
-                   use_bias=self.use_bias, name="ffc")(x, train=train)
+    x_l, x_g = FFC(**self._values(_FFCFields), name="ffc")(x, train=train)
     if x_l is not None:
       x_l = nn.relu(BatchNorm(dtype=self.dtype, name="bn_l")(x_l, train=train))
     if x_g is not None:
@@ -295,21 +300,16 @@ class FFC_BN_ACT(nn.Module):
     return x_l, x_g
 
 
-class FFCResnetBlock(nn.Module):
+class FFCResnetBlock(_FFCOptions):
   """Two 3x3 FFC_BN_ACT layers (`conv1`, `conv2`) plus identity shortcuts.
 
   out_l = x_l + y_l, out_g = x_g + y_g; no activation after the add.
 
-  Attributes:
+  Attributes (and the keyword-only ones of `_FFCOptions`, handed to both layers; the
+  dilation is also their padding):
     dim: total channels (local + global), unchanged by the block.
     ratio_gin: global share of the input.
     ratio_gout: global share of the output (must give the same split).
-    dilation: dilation (and padding) of both convs.
-    enable_lfu: passed to the spectral paths.
-    padding_type: 'reflect' or 'zeros'.
-    dtype: computation dtype.
-    l2g_spectral: see `FFC`.
-    use_bias: see `FFC`.
     share_weights: one layer `conv1` (its BNs included) applied twice instead of
       `conv1` then `conv2` (a variant studied on top of LaMa).
   """
@@ -317,12 +317,6 @@ class FFCResnetBlock(nn.Module):
   dim: int
   ratio_gin: float = 0.75
   ratio_gout: float = 0.75
-  dilation: int = 1
-  enable_lfu: bool = False
-  padding_type: str = "reflect"
-  dtype: Any = None
-  l2g_spectral: bool = False
-  use_bias: bool = False
   share_weights: bool = False
 
   @nn.compact
@@ -333,9 +327,7 @@ class FFCResnetBlock(nn.Module):
 
     def layer(name):
       return FFC_BN_ACT(self.dim, 3, self.ratio_gin, self.ratio_gout, padding=self.dilation,
-                        dilation=self.dilation, enable_lfu=self.enable_lfu,
-                        padding_type=self.padding_type, dtype=self.dtype,
-                        l2g_spectral=self.l2g_spectral, use_bias=self.use_bias, name=name)
+                        **self._values(_FFCOptions), name=name)
 
     layers = [layer("conv1")] * 2 if self.share_weights else [layer("conv1"), layer("conv2")]
     for f in layers:

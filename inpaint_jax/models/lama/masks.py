@@ -13,7 +13,7 @@ The study's generator (`gen_large_mask_v2`, drawn with `numpy.random.uniform` an
   uniform in [0, 2 pi), a length in 10..149 and a brush width in 5..69 pixels; the end
   point `int(start + length * (sin, cos)(angle))` is clipped to [0, W] x [0, H] and
   starts the next segment. Each segment is a `cv2.line` of that thickness, drawn here
-  with `inpaint_jax.data.masks.rasterize` (which reproduces cv2's thick lines).
+  with `inpaint_jax.data.raster.rasterize` (which reproduces cv2's thick lines).
 * boxes: 1-3 boxes with independent height and width in 50..149, the corner uniform with
   a margin of 10 pixels (`[margin, side - margin - size)`, the study's half-open range).
   A box is kept only while the union of the kept boxes covers less than half the image;
@@ -38,7 +38,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inpaint_jax.data.masks import Boxes, Segments, rasterize
+from inpaint_jax.data.masks import ManyAtOnce, size_scaler
+from inpaint_jax.data.raster import Boxes, Segments, rasterize
 from inpaint_jax.registry import MASK_GENERATORS
 
 
@@ -48,7 +49,7 @@ def _uniform_int(u: np.ndarray | float, lo: int, hi: int) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class StudyMaskGenerator:
+class StudyMaskGenerator(ManyAtOnce):
   """The study's chain-or-boxes masks. Pixel sizes are for 256 x 256; ranges inclusive.
 
   Attributes:
@@ -97,12 +98,7 @@ class StudyMaskGenerator:
     """
     if scale == 1.0:
       return self
-    if not 0 < scale < float("inf"):
-      raise ValueError(f"scale must be a positive number, got {scale!r}")
-
-    def mul(v: int, minimum: int) -> int:
-      return max(minimum, int(v * scale + 0.5))
-
+    mul = size_scaler(scale)
     return dataclasses.replace(
         self, min_length=mul(self.min_length, 1), max_length=mul(self.max_length, 1),
         min_width=mul(self.min_width, 2), max_width=mul(self.max_width, 2),
@@ -183,17 +179,6 @@ class StudyMaskGenerator:
     """One mask per generator: (len(rngs), H, W) float32 in {0, 1}, 1 = hole."""
     _, seg, boxes = self.sample_primitives(rngs, height, width)
     return rasterize(len(rngs), height, width, seg, boxes, out=out)
-
-  def sample_batch(self, rng: np.random.Generator, n: int, height: int, width: int, *,
-                   out: np.ndarray | None = None) -> np.ndarray:
-    """`n` masks (n, H, W); mask i equals the i-th of n successive `sample(rng, ...)`."""
-    if n < 0:
-      raise ValueError(f"n must be >= 0, got {n}")
-    return self.sample_many([rng] * n, height, width, out=out)
-
-  def sample(self, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """One (H, W) float32 mask in {0, 1}, 1 = hole."""
-    return self.sample_many([rng], height, width)[0]
 
 
 MASK_GENERATORS.register("study_mixed")(lambda: StudyMaskGenerator())

@@ -40,6 +40,7 @@ import numpy as np
 import optax
 
 from inpaint_jax.models.lama.ffc import FFC_BN_ACT, FFCResnetBlock
+from inpaint_jax.models.lama.network import FFCResNetGenerator
 from inpaint_jax.models.layers import Conv, ConvTranspose, pad2d
 from inpaint_jax.models.norm import BatchNorm
 
@@ -53,21 +54,22 @@ MODULO = 8
 
 @dataclasses.dataclass(frozen=True)
 class LamaShape:
-  """The `FFCResNetGenerator` fields that the split needs."""
+  """The `FFCResNetGenerator` fields that the split needs (meanings there)."""
 
-  ngf: int = 64
-  n_downsampling: int = 3
-  n_blocks: int = 9
-  ratio_g: float = 0.75
-  enable_lfu: bool = False
-  max_features: int = 1024
-  output_nc: int = 3
+  ngf: int
+  n_downsampling: int
+  n_blocks: int
+  ratio_g: float
+  enable_lfu: bool
+  max_features: int
+  output_nc: int
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> LamaShape:
+    """The fields of `config.generator`; those it leaves out take the generator's defaults."""
     g = config.generator
-    names = [f.name for f in dataclasses.fields(cls)]
-    return cls(**{k: g[k] for k in names if k in g})
+    return cls(**{f.name: g[f.name] if f.name in g else getattr(FFCResNetGenerator, f.name)
+                  for f in dataclasses.fields(cls)})
 
 
 def _sub(variables: PyTree, name: str) -> PyTree:
