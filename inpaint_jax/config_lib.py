@@ -3,7 +3,7 @@
 Config files import from the installed package (never from a sibling file) so
 that `--config=configs/lama.py:big` works from any working directory. The configs are also
 shipped as the package `inpaint_jax.configs`, reachable by name: `--config=lama:big`
-(`load_config_file`, and `absl_argv` for the absl commands).
+(`load_config_file`, and `absl_argv` / `parse_absl_flags` for the absl commands).
 """
 
 from __future__ import annotations
@@ -256,6 +256,34 @@ def absl_argv(argv: list[str]) -> list[str]:
     return resolve_config_argv(argv)
   except FileNotFoundError as e:
     errors.exit_with(str(e))
+
+
+def parse_absl_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing for the absl commands, with bad flags and configs as one line, exit 2.
+
+  Covers a missing config file, an unknown config field, a value of the wrong type (of a
+  flag or a config field) and an error raised by the config file itself (e.g. an unknown
+  variant). Pass it as `app.run(main, flags_parser=parse_absl_flags)`.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  from inpaint_jax import errors  # pylint: disable=g-import-not-at-top
+
+  # `--config=lama:demo` (a packaged config) becomes a path absl's config flag can load.
+  argv = absl_argv(argv)
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    text = str(e)
+    if "Traceback (most recent call last)" in text:
+      # An exception raised by the config file: keep its last line only.
+      head = text.split("Traceback (most recent call last)", 1)[0]
+      text = f"{head.strip()} {text.strip().splitlines()[-1].strip()}"
+    errors.exit_with(errors.clean_message(text))
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    bad = " ".join(a for a in argv[1:] if a.startswith("--config"))
+    what = "unknown config field" if isinstance(e, AttributeError) else "bad config override"
+    errors.exit_with(f"{what} {errors.clean_message(e)} (in {bad})")
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:

@@ -2,23 +2,35 @@
 
 They are reported as one line naming the field or file, what was wrong and
 what is accepted, and the command exits with status 2, without a traceback.
-Tracebacks are for bugs. `ArgumentParser` is the parser of every argparse command (one flag
-convention, defaults in `--help`, one-line errors).
+Tracebacks are for bugs. A command stopped by Ctrl-C exits with status 130 after one line
+(`Interrupted`, `exit_interrupted`). `ArgumentParser` is the parser of every argparse
+command (one flag convention, defaults in `--help`, one-line errors).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130   # 128 + SIGINT, what shells report for a Ctrl-C
 
 
 class UserError(ValueError):
   """An error in what the user asked for (config, flags, input files)."""
+
+
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C (SIGINT) stopped a command after it put its work in a safe state.
+
+  A KeyboardInterrupt, so that library callers that do not catch it stop as on any
+  Ctrl-C; commands catch it and exit with `exit_interrupted`. The message says what was
+  kept (e.g. the checkpoint of the interrupted step).
+  """
 
 
 @contextlib.contextmanager
@@ -31,7 +43,8 @@ def as_user_errors() -> Iterator[None]:
   """
   try:
     yield
-  except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
+  except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+          PermissionError, FileExistsError) as e:
     raise UserError(clean_message(e)) from e
 
 
@@ -48,6 +61,35 @@ def exit_with(message: str) -> NoReturn:
   """Prints `error: message` to stderr and exits with status 2."""
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(EXIT_USER_ERROR)
+
+
+def exit_interrupted(message: str = "") -> NoReturn:
+  """Prints `interrupted: message` to stderr and exits with status 130 (Ctrl-C)."""
+  print(f"interrupted{': ' + message if message else ''}", file=sys.stderr, flush=True)
+  sys.exit(EXIT_INTERRUPTED)
+
+
+def check_output_location(path: str, flag: str, *, folder: bool = False) -> None:
+  """Refuses an output path whose folder cannot be made or written, before any work.
+
+  Missing folders are fine (the commands create them when they write); the nearest one
+  that exists must be a folder the user may write to. Nothing is created here.
+
+  Args:
+    path: the output file, or with `folder` the output folder itself.
+    flag: the flag that gave it, for the message.
+    folder: `path` is a folder the command writes into.
+
+  Raises:
+    UserError: naming `flag` and the folder.
+  """
+  existing = os.path.abspath(path) if folder else os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise UserError(f"{flag} {path}: {existing} is a file, not a folder")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise UserError(f"{flag} {path}: the folder {existing} is not writable")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

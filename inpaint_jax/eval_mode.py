@@ -42,6 +42,8 @@ def main(argv: Sequence[str]) -> None:
       runner.run(config, workdir, checkpoint=flags.FLAGS.checkpoint)
   except errors.UserError as e:
     errors.exit_with(str(e))
+  except KeyboardInterrupt:
+    errors.exit_interrupted("Ctrl-C; the mask sets scored before it were written")
 
 
 def _define_flags() -> None:
@@ -73,5 +75,8 @@ def _define_flags() -> None:
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main, argv=config_lib.absl_argv(sys.argv))
+  try:
+    app.run(main, flags_parser=config_lib.parse_absl_flags)
+  except KeyboardInterrupt:
+    errors.exit_interrupted("Ctrl-C during start-up; nothing was written")
   sys.exit(0)

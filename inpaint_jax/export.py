@@ -106,11 +106,14 @@ def main(argv: list[str] | None = None) -> None:
       if args.height < 1 or args.width < 1:
         raise UserError(f"--height {args.height} --width {args.width}: must be positive")
     platforms = tuple(p for p in args.platforms.split(",") if p) if args.platforms else None
+    errors.check_output_location(args.output, "--output")
     with errors.as_user_errors():
       info = export(args.checkpoint, args.output, height=args.height, width=args.width,
                     polymorphic=args.polymorphic, platforms=platforms)
   except UserError as e:
     errors.exit_with(str(e))
+  except KeyboardInterrupt:
+    errors.exit_interrupted(f"Ctrl-C; {args.output} was not written")
   print(json.dumps(info))
 
 

@@ -132,6 +132,7 @@ class Runner:
 def read_single(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
   """Checks and reads --image / --mask (before the model loads: bad files fail fast)."""
   image_io.check_output_path(args.output)
+  errors.check_output_location(args.output, "--output")
   return image_io.read_pair(args.image, args.mask)
 
 
@@ -177,6 +178,7 @@ def run_folder(runner: Runner, args: argparse.Namespace) -> int:
 
   if not os.path.isdir(args.input_dir):
     raise UserError(f"--input_dir {args.input_dir}: no such folder")
+  errors.check_output_location(args.output_dir, "--output_dir", folder=True)
   pairs, orphans, no_mask = find_pairs(args.input_dir, args.image_suffix)
   for m in orphans:
     print(f"warning: skipped mask {m}: no image "
@@ -259,6 +261,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args.output}", flush=True)
   except UserError as e:
     errors.exit_with(str(e))
+  except KeyboardInterrupt:
+    errors.exit_interrupted("Ctrl-C; the results written before it are complete files")
 
 
 if __name__ == "__main__":

@@ -67,27 +67,8 @@ class _QuietLibraries(pylogging.Filter):
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing, with bad flags and configs reported as one line, exit 2.
-
-  Covers an unknown config field, a value of the wrong type and an error
-  raised by the config file itself (e.g. an unknown variant).
-  """
-  # `--config=lama:demo` (a packaged config) becomes a path absl's config flag can load.
-  argv = config_lib.absl_argv(argv)
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    text = str(e)
-    if "Traceback (most recent call last)" in text:
-      # An exception raised by the config file: keep its last line only.
-      head = text.split("Traceback (most recent call last)", 1)[0]
-      text = f"{head.strip()} {text.strip().splitlines()[-1].strip()}"
-    errors.exit_with(errors.clean_message(text))
-  except (AttributeError, KeyError, TypeError, ValueError) as e:
-    bad = " ".join(a for a in argv[1:] if a.startswith("--config"))
-    what = "unknown config field" if isinstance(e, AttributeError) else "bad config override"
-    errors.exit_with(f"{what} {errors.clean_message(e)} (in {bad})")
-  return []
+  """absl flag parsing, with bad flags and configs reported as one line, exit 2."""
+  return config_lib.parse_absl_flags(argv)
 
 
 def main(argv):
@@ -125,10 +106,23 @@ def main(argv):
       train.train_and_evaluate(config, workdir)
   except errors.UserError as e:
     errors.exit_with(str(e))
+  except errors.Interrupted as e:
+    # Training caught the Ctrl-C itself and saved the step it finished.
+    errors.exit_interrupted(str(e))
+  except KeyboardInterrupt:
+    errors.exit_interrupted(f"Ctrl-C; --mode={_MODE.value} stopped")
   if jax.process_count() > 1:
     jax.distributed.shutdown()
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The command: absl's app.run, with a Ctrl-C before training starts as one line."""
   flags.mark_flags_as_required(["config"])
-  app.run(main, flags_parser=parse_flags)
+  try:
+    app.run(main, flags_parser=parse_flags)
+  except KeyboardInterrupt:
+    errors.exit_interrupted("Ctrl-C during start-up; nothing was written")
+
+
+if __name__ == "__main__":
+  run()

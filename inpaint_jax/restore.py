@@ -15,10 +15,9 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
+from inpaint_jax import checkpoint
 from inpaint_jax import system as system_lib
-from inpaint_jax.checkpoint import Checkpointer
 from inpaint_jax.weights import model_dir
 
 PyTree = Any
@@ -28,7 +27,8 @@ def load(path: str) -> model_dir.ModelDir:
   """Reads a model directory (all its nets) or a training workdir's latest checkpoint.
 
   Raises:
-    FileNotFoundError / ValueError: naming `path` and what a model directory holds.
+    FileNotFoundError / ValueError: naming `path`, or the file in it that is missing or
+      unreadable, and what a model directory holds.
   """
   if not os.path.exists(path):
     raise FileNotFoundError(f"--checkpoint {path}: no such file or folder")
@@ -44,17 +44,22 @@ def load(path: str) -> model_dir.ModelDir:
 
 
 def _load_workdir(workdir: str, use_ema: bool = True) -> model_dir.ModelDir:
-  """The latest checkpoint of a training run, as nets (g with EMA params when kept)."""
-  ckpt = Checkpointer(workdir, max_to_keep=1_000_000, async_save=False)
+  """The latest checkpoint of a training run, as nets (g with EMA params when kept).
+
+  Reads the checkpoint folder without creating or changing anything in the workdir. A
+  latest checkpoint that does not restore is an error naming its file: inference does not
+  quietly fall back to an older one (training does, with a warning).
+  """
+  directory = os.path.join(os.path.abspath(workdir), checkpoint.LATEST_DIR)
+  steps = checkpoint.step_numbers(directory)
+  if not steps:
+    raise ValueError(f"--checkpoint {workdir}: the training workdir has no checkpoint yet")
+  step = steps[0]
   try:
-    step = ckpt.latest_step()
-    if step is None:
-      raise ValueError(f"--checkpoint {workdir}: the training workdir has no checkpoint yet")
-    meta = ckpt.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-    config_json = meta["meta"].get("config")
+    meta = checkpoint.read_meta(directory, step)
+    config_json = meta.get("config")
     if config_json is None:
-      with open(os.path.join(workdir, model_dir.CONFIG)) as f:
-        config_json = f.read()
+      config_json = model_dir.read_config_text(workdir)
     config = model_dir.config_from_json(config_json)
     system = system_lib.build(config)
     abstract = jax.eval_shape(lambda rng: system_lib.init_state(system, rng),
@@ -62,9 +67,10 @@ def _load_workdir(workdir: str, use_ema: bool = True) -> model_dir.ModelDir:
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
-    state, _ = ckpt.restore(step, abstract)
-  finally:
-    ckpt.close()
+    state, _ = checkpoint.restore_step(directory, step, abstract)
+  except (checkpoint.BrokenCheckpoint, checkpoint.CheckpointMismatch) as e:
+    raise ValueError(f"--checkpoint {workdir}: the latest checkpoint (step {step}) does not "
+                     f"restore: {e}") from e
   variables = {"g": model_dir.to_numpy(system_lib.generator_variables(state, use_ema=use_ema))}
   if "d" in state.nets:
     variables["d"] = model_dir.to_numpy(state.nets["d"].variables)

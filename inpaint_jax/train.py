@@ -4,7 +4,9 @@
 backbones and loss recipes named in the config (`inpaint_jax.system`), jits
 the iteration over a ('data',) device mesh and runs it with periodic logging,
 TensorBoard summaries, sample grids, validation and orbax checkpoints. It
-resumes automatically from the latest checkpoint in `workdir`. One loop serves
+resumes automatically from the newest checkpoint in `workdir` that restores, refuses a
+workdir that holds other networks (`inpaint_jax.workdir`) before writing anything, and
+stops after saving the current step on Ctrl-C or SIGTERM. One loop serves
 every family so that resuming, multi-process runs and the artefacts of a run
 behave the same whichever model is trained; what differs between families is
 data in the config (networks, loss recipes, schedule).
@@ -58,9 +60,11 @@ import numpy as np
 import optax
 from absl import logging
 
+from inpaint_jax import checkpoint as checkpoint_lib
 from inpaint_jax import errors, losses, restore, sharding, writers
 from inpaint_jax import progress as progress_lib
 from inpaint_jax import system as system_lib
+from inpaint_jax import workdir as workdir_lib
 from inpaint_jax.backbones import frozen as frozen_lib
 from inpaint_jax.checkpoint import Checkpointer
 from inpaint_jax.data import masks as masks_lib
@@ -368,21 +372,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   Returns:
     The final train state.
+
+  Raises:
+    errors.UserError: the config, the workdir or its checkpoints do not allow the run
+      (nothing was written).
+    errors.Interrupted: SIGINT (Ctrl-C) stopped the run; the checkpoint of the step it
+      finished is saved.
   """
-  # Everything up to the first step checks what the user asked for: its
-  # errors (bad config fields, paths, files, shapes) become one-line errors.
-  with errors.as_user_errors():
-    run, state = _set_up(config, workdir)
-  samples = _SampleGrids(run)
-  fault = _fault_hook()
+  # Signals are caught from the start: a Ctrl-C during set-up stops the run before it
+  # writes anything, rather than raising KeyboardInterrupt wherever Python happens to be
+  # (JAX's garbage-collection callbacks swallow it there).
   stop = _StopRequest()
   stop.install()
-  data_iter = run.batches.iterate(run.start_step * run.batches_per_step)
   try:
-    state, step = _step_loop(run, state, data_iter, samples, stop, fault)
+    # Everything up to the first step checks what the user asked for: its
+    # errors (bad config fields, paths, files, shapes) become one-line errors.
+    with errors.as_user_errors():
+      run, state = _set_up(config, workdir, stop)
+    samples = _SampleGrids(run)
+    fault = _fault_hook()
+    data_iter = run.batches.iterate(run.start_step * run.batches_per_step)
+    try:
+      state, step = _step_loop(run, state, data_iter, samples, stop, fault)
+    finally:
+      _close(run, data_iter)
   finally:
     stop.uninstall()
-    _close(run, data_iter)
+  if stop.interrupted:
+    raise errors.Interrupted(_interrupted_message(run, step))
   if step >= config.total_steps:
     _report_finished(run, step)
   return state
@@ -425,13 +442,20 @@ class _Run:
 # ----------------------------------------------------------------------------
 # Set-up: data, state, resume.
 # ----------------------------------------------------------------------------
-def _set_up(config: ml_collections.ConfigDict, workdir: str) -> tuple[_Run, TrainState]:
-  """Builds the run and its train state, resumed from `workdir` when it has a checkpoint."""
+def _set_up(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest
+            ) -> tuple[_Run, TrainState]:
+  """Builds the run and its train state, resumed from `workdir` when it has a checkpoint.
+
+  Everything that can refuse the run comes before the first file is written (workdir
+  identity, data, frozen networks, checkpoints, init_from, validation settings), so a
+  refused or interrupted start leaves the workdir as it was.
+  """
   check_config(config)
+  errors.check_output_location(workdir, "--workdir", folder=True)
   system = system_lib.build(config)
   schedule = Schedule(config, system)
-  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
-  writer.write_hparams(config.to_dict())
+  identity = workdir_lib.identity_of(system, workdir_lib.abstract_state(system))
+  workdir_lib.check(workdir, identity)
   logging.info("process %d/%d, %d local / %d global devices: %s", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)
@@ -439,11 +463,32 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str) -> tuple[_Run, Trai
   sharding.check_batch_size(config.batch_size)
   repl = sharding.replicated(mesh)
   batches = make_batches(config)  # built early, so its decode threads overlap compilation
+  stop.check_set_up()
   state, frozen_vars = _initial_state(config, system, mesh, repl)
-  ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-  state = _resume(config, system, ckpt, state, repl)
+  stop.check_set_up()
+  state, meta, skipped = _resume(config, system, workdir, state, repl)
   start_step = int(jax.device_get(state.step))
   validation = _Validation(config, workdir)
+  stop.check_set_up()
+
+  # The run starts: from here on it writes into the workdir.
+  previous = workdir_lib.previous_config(workdir, meta)
+  fresh = not os.path.exists(os.path.join(workdir, workdir_lib.CONFIG_FILE))
+  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  if fresh:
+    # config.json is the first run's config; the writer also shows it in TensorBoard.
+    writer.write_hparams(config.to_dict())
+  if jax.process_index() == 0:
+    written = workdir_lib.record(workdir, config, identity, start_step, previous)
+    if written is not None:
+      logging.info("config changes since the run before this one in %s (same networks): %s; "
+                   "saved as %s", workdir,
+                   "; ".join(workdir_lib.config_changes(previous,
+                                                        workdir_lib.config_dict(config))),
+                   written)
+  ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints,
+                      protected_steps=[s for s, _ in skipped])
+  validation.open()
   run = _Run(config, workdir, system, schedule, writer, mesh, repl, batches, frozen_vars, ckpt,
              validation, start_step)
   return run, state
@@ -485,18 +530,45 @@ def _initial_state(config: ml_collections.ConfigDict, system: system_lib.System,
   return state, frozen_vars
 
 
-def _resume(config: ml_collections.ConfigDict, system: system_lib.System, ckpt: Checkpointer,
-            state: TrainState, repl: jax.sharding.NamedSharding) -> TrainState:
-  """The latest checkpoint's state; on a fresh run `init_from`'s weights, if configured."""
-  latest = ckpt.latest_step()
-  if latest is None and config.get("init_from"):
-    state = jax.device_put(restore.init_from(system, state, config.init_from), repl)
-    logging.info("Initialised the networks from %s.", config.init_from)
-  if latest is not None:
-    state, meta = ckpt.restore(latest, state)
-    logging.info("Resumed from %s at step %d (data position %s).", ckpt.directory, latest,
-                 meta.get("data_position"))
-  return state
+def _resume(config: ml_collections.ConfigDict, system: system_lib.System, workdir: str,
+            state: TrainState, repl: jax.sharding.NamedSharding
+            ) -> tuple[TrainState, dict[str, Any], list[tuple[int, str]]]:
+  """The newest checkpoint that restores; on a fresh run `init_from`'s weights, if configured.
+
+  Returns:
+    (state, the restored checkpoint's JSON item ({} when none), [(step, problem)] of the
+    newer checkpoints that did not restore, left on disk).
+
+  Raises:
+    errors.UserError: checkpoints exist but none restores, or they hold other networks.
+  """
+  directory = os.path.join(os.path.abspath(workdir), checkpoint_lib.LATEST_DIR)
+
+  def skip(step: int, problem: str) -> None:
+    logging.warning("checkpoint step %d does not restore, skipped (its files are left as they "
+                    "are): %s", step, problem)
+
+  try:
+    found = checkpoint_lib.restore_newest(directory, state, on_skip=skip)
+  except checkpoint_lib.CheckpointMismatch as e:
+    raise errors.UserError(
+        f"--workdir {workdir}: its checkpoints do not fit this config: {e}; use the config "
+        f"that made them, or another --workdir (with --config.init_from={workdir} to start "
+        f"from its weights)") from e
+  if found.step is None and found.skipped:
+    step, problem = found.skipped[0]
+    raise errors.UserError(
+        f"--workdir {workdir}: no checkpoint restores ({len(found.skipped)} tried, newest "
+        f"first); step {step}: {problem}. Restore the files from a copy, or start afresh "
+        f"with another --workdir")
+  if found.step is None:
+    if config.get("init_from"):
+      state = jax.device_put(restore.init_from(system, state, config.init_from), repl)
+      logging.info("Initialised the networks from %s.", config.init_from)
+    return state, {}, []
+  logging.info("Resumed from %s at step %d (data position %s).", directory, found.step,
+               found.meta.get("data_position"))
+  return found.state, found.meta, found.skipped
 
 
 # ----------------------------------------------------------------------------
@@ -544,12 +616,13 @@ def _step_loop(run: _Run, state: TrainState, data_iter: Iterator[dict[str, np.nd
       samples.write(step, state)
     if run.validation.due(step) or (is_last and run.validation.enabled):
       _validate(run, state, step)
-    preempted = stop.requested or (jax.process_count() > 1 and run.ckpt.reached_preemption(step))
+    preempted = stop.should_stop(run.ckpt, step)
     if step % config.checkpoint_every_steps == 0 or is_last or preempted:
       run.ckpt.save(step, state, run.meta(step), force=True)
     fault(step)
     if preempted:
-      logging.warning("Stopping at step %d after a preemption request; checkpoint saved.", step)
+      logging.warning("Stopping at step %d after %s; checkpoint saved.", step,
+                      "Ctrl-C (SIGINT)" if stop.interrupted else "a preemption request")
       break
   return state, step
 
@@ -700,6 +773,8 @@ class _Validation:
     self.every = int(config.get("eval_every_steps", 0) or 0)
     self.enabled = self.every > 0
     self.best = None
+    self._best_args = None
+    self._workdir = workdir
     self._compiled = False
     if not self.enabled:
       return
@@ -717,9 +792,13 @@ class _Validation:
             f"this run cannot compute ({reasons}); set eval.metrics / eval.inception_weights / "
             f"eval.lpips_weights, choose another best_metric (e.g. ssim, psnr) or set "
             f"keep_best=0")
-      self.best = Checkpointer(workdir, max_to_keep=int(config.keep_best),
-                               best_metric=self.best_metric,
-                               best_mode=summary.mode(self.best_metric))
+      self._best_args = dict(max_to_keep=int(config.keep_best), best_metric=self.best_metric,
+                             best_mode=summary.mode(self.best_metric))
+
+  def open(self) -> None:
+    """Creates the best-checkpoint folder's manager (which creates the folder)."""
+    if self._best_args is not None:
+      self.best = Checkpointer(self._workdir, **self._best_args)
 
   def due(self, step: int) -> bool:
     return self.enabled and step % self.every == 0
@@ -758,27 +837,75 @@ def _validate(run: _Run, state: TrainState, step: int) -> None:
 # Stopping: signals, test faults, the end of a run.
 # ----------------------------------------------------------------------------
 class _StopRequest:
-  """Turns SIGTERM into a request to save and stop after the current step."""
+  """Turns SIGINT (Ctrl-C) and SIGTERM into a request to save and stop after the current step.
+
+  The handlers only set a flag, which the step loop reads between steps: no
+  KeyboardInterrupt is raised inside JAX or orbax, where it could be swallowed by a
+  cleanup callback or leave a save half-done. After the first SIGINT, SIGINT gets its
+  default action back, so a second Ctrl-C ends the process at once (killed by SIGINT,
+  status 130 in a shell); orbax writes each checkpoint into a temporary folder and renames
+  it when complete, so the last complete checkpoint stays intact.
+
+  With jax.distributed, JAX's preemption notifier owns SIGTERM and every process learns of
+  it through `reached_preemption` at the same step; a Python SIGTERM handler would replace
+  it. There, SIGINT is passed on to that notifier as a SIGTERM of this process, so that
+  all processes stop at one step and save it together.
+  """
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.interrupted = False
+    self._multi = False
+    self._previous: dict[int, Any] = {}
 
   def install(self) -> None:
-    # With jax.distributed, JAX's preemption notifier owns SIGTERM and every
-    # process learns of it through `reached_preemption`; a Python handler
-    # would replace it, so install ours only for single-process runs.
-    if jax.process_count() == 1:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self._multi = jax.process_count() > 1
+    signals = [signal.SIGINT] + ([] if self._multi else [signal.SIGTERM])
+    for signum in signals:
+      try:
+        self._previous[signum] = signal.signal(signum, self._handle)
+      except ValueError:  # not the main thread: leave the signals alone
+        break
 
   def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    logging.warning("SIGTERM received: saving a checkpoint after this step, then exiting.")
+    if signum == signal.SIGINT:
+      self.interrupted = True
+      signal.signal(signal.SIGINT, signal.SIG_DFL)
+      logging.warning("SIGINT (Ctrl-C) received: saving a checkpoint after this step, then "
+                      "exiting; press Ctrl-C again to exit at once (the last complete "
+                      "checkpoint stays).")
+      if self._multi:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    else:
+      logging.warning("SIGTERM received: saving a checkpoint after this step, then exiting.")
     self.requested = True
 
+  def should_stop(self, ckpt: Checkpointer, step: int) -> bool:
+    """Whether to save `step` and stop; every process gets the same answer."""
+    if self._multi:
+      return ckpt.reached_preemption(step)
+    return self.requested
+
+  def check_set_up(self) -> None:
+    """Between set-up phases: Ctrl-C before the first step ends the run there.
+
+    (SIGTERM during set-up is answered like any other: the first step is saved.)
+    """
+    if self.interrupted:
+      raise errors.Interrupted("Ctrl-C during set-up, before the first step: nothing was "
+                               "trained or written")
+
   def uninstall(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}
+
+
+def _interrupted_message(run: _Run, step: int) -> str:
+  """The line a Ctrl-C'd run ends with: which checkpoint holds its work, how to go on."""
+  return (f"Ctrl-C at step {step}/{run.config.total_steps}; checkpoint saved: "
+          f"{os.path.join(run.ckpt.directory, str(step))}; run the same command to resume")
 
 
 FAULT_ENV = "INPAINT_JAX_FAULT"
@@ -788,20 +915,26 @@ class InjectedFault(RuntimeError):
   """Raised by the `raise@N` test fault."""
 
 
-def _fault_hook() -> Callable[[int], None]:
-  """The test hook: `INPAINT_JAX_FAULT=raise@N` or `sigkill@N`, else a no-op.
+FAULTS = ("raise", "sigkill", "sigint", "sigint2")
 
-  After step N has finished and its checkpoint save (if any) has started,
-  `raise@N` raises `InjectedFault` (a crash) and `sigkill@N` sends SIGKILL to
-  this process (a preemption without warning, possibly in the middle of an
-  asynchronous save). Unset in normal use.
+
+def _fault_hook() -> Callable[[int], None]:
+  """The test hook: `INPAINT_JAX_FAULT=KIND@N`, else a no-op.
+
+  After step N has finished and its checkpoint save (if any) has started:
+  `raise@N` raises `InjectedFault` (a crash), `sigkill@N` sends SIGKILL to this process
+  (a preemption without warning, possibly in the middle of an asynchronous save),
+  `sigint@N` sends SIGINT (Ctrl-C pressed while step N + 1 runs: that step is saved and
+  the run stops) and `sigint2@N` sends SIGINT twice (Ctrl-C pressed twice: the process
+  ends at once, possibly in the middle of a save). Unset in normal use.
   """
   spec = os.environ.get(FAULT_ENV, "")
   if not spec:
     return lambda step: None
   kind, _, at = spec.partition("@")
-  if kind not in ("raise", "sigkill") or not at.isdigit():
-    raise ValueError(f"{FAULT_ENV}={spec!r}: expected raise@N or sigkill@N")
+  if kind not in FAULTS or not at.isdigit():
+    raise ValueError(f"{FAULT_ENV}={spec!r}: expected KIND@N with KIND one of "
+                     f"{', '.join(FAULTS)}")
   at_step = int(at)
 
   def hook(step: int) -> None:
@@ -809,7 +942,10 @@ def _fault_hook() -> Callable[[int], None]:
       return
     if kind == "raise":
       raise InjectedFault(f"{FAULT_ENV}: injected crash after step {step}")
-    os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "sigkill":
+      os.kill(os.getpid(), signal.SIGKILL)
+    for _ in range(2 if kind == "sigint2" else 1):
+      os.kill(os.getpid(), signal.SIGINT)
 
   return hook
 

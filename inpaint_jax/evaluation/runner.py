@@ -53,7 +53,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from inpaint_jax import restore
+from inpaint_jax import errors, restore
 from inpaint_jax.config_lib import eval_settings
 from inpaint_jax.data import image_io, sources
 from inpaint_jax.data import mask_sets as masks
@@ -194,6 +194,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, checkpoint: str | None 
   """
   ev = eval_settings(config)
   metrics = scoring.parse_metrics(ev.metrics, field="eval.metrics")
+  # Before any work: the results must have somewhere to go.
+  errors.check_output_location(os.path.join(workdir, EVAL_DIR), "--workdir", folder=True)
   source = eval_source(config, ev)
   n = len(source) if int(ev.n_images) <= 0 else min(int(ev.n_images), len(source))
   sets = mask_sets(ev, n, int(config.data.image_size))

@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from inpaint_jax.weights import orbax_tree
 from inpaint_jax.weights.tree import count_params
 
 PyTree = Any
@@ -136,21 +137,45 @@ def is_workdir(path: str) -> bool:
   return os.path.isdir(os.path.join(path, "checkpoints"))
 
 
+def _read_json(path: str) -> Any:
+  """A JSON file's content; ValueError naming the file when it is missing or broken."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except FileNotFoundError as e:
+    raise ValueError(f"{path}: missing") from e
+  except (OSError, UnicodeDecodeError) as e:
+    raise ValueError(f"{path}: unreadable ({e.strerror if isinstance(e, OSError) else e})") from e
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+                     f"restore the file from the model's source") from e
+
+
+def read_config_text(path: str) -> str:
+  """The text of `path/config.json`, checked to be JSON; ValueError naming the file."""
+  _read_json(os.path.join(path, CONFIG))
+  with open(os.path.join(path, CONFIG)) as f:
+    return f.read()
+
+
 def read(path: str) -> ModelDir:
   """Reads a model directory: its config, manifest and every net's variables (numpy).
 
   Raises:
-    ValueError: naming the file that is not what a model directory holds.
+    ValueError: naming the file that is missing, unreadable or not what a model
+      directory holds.
   """
-  with open(os.path.join(path, MANIFEST)) as f:
-    manifest = json.load(f)
-  if manifest.get("format") != FORMAT:
+  manifest = _read_json(os.path.join(path, MANIFEST))
+  if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
     raise ValueError(f"{path}/{MANIFEST}: not an {FORMAT} manifest")
-  with open(os.path.join(path, CONFIG)) as f:
-    config = config_from_json(f.read())
-  checkpointer = ocp.PyTreeCheckpointer()
+  data = _read_json(os.path.join(path, CONFIG))
+  if not isinstance(data, dict):
+    raise ValueError(f"{os.path.join(path, CONFIG)}: not a config (a JSON object)")
+  config = ml_collections.ConfigDict(data)
   variables = {}
   for name in sorted(os.listdir(os.path.join(path, NETS))):
-    tree = checkpointer.restore(os.path.abspath(os.path.join(path, NETS, name)))
+    tree = orbax_tree.restore_tree(os.path.join(path, NETS, name))
     variables[name] = to_numpy(plain(tree))
+  if "g" not in variables:
+    raise ValueError(f"{os.path.join(path, NETS, 'g')}: missing (the generator's weights)")
   return ModelDir(config, variables, manifest)
