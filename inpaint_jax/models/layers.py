@@ -23,9 +23,11 @@ Kernel layouts (what the converters in `inpaint_jax.convert` rely on):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -215,13 +217,85 @@ def _shifted_sum_bwd(out_hw, dilation, shape, dy):
 
 _shifted_sum.defvjp(_shifted_sum_fwd, _shifted_sum_bwd)
 
+_LOOP_CONV_GRADS: contextvars.ContextVar[bool] = contextvars.ContextVar("loop_conv_grads",
+                                                                       default=False)
+
+
+@contextlib.contextmanager
+def loop_conv_grads() -> Iterator[None]:
+  """Within this context, stride-1 convolutions get explicitly canonical gradients.
+
+  Enter it while tracing the body of a loop (`nn.scan`, `lax.scan`) that is
+  differentiated. XLA's CPU backend derives a convolution's gradients as convolutions
+  with permuted dimension labels and, outside a loop, lays their operands out so that
+  they run as fast (Eigen) convolutions. Inside a while-loop body it keeps the
+  permuted labels (filter gradient `f01b_i01o->01bf`), which fall to a naive loop at
+  ~1 GFLOP/s: RFR-Net's recurrence spent over 90 % of its train step there. Under this
+  context `_conv_valid` writes both gradients as convolutions in the canonical
+  NHWC/HWIO form with the transposes explicit (`_conv_explicit_grads`); outside a loop
+  that is what XLA already does, so layers outside loops keep XLA's own gradients.
+  """
+  token = _LOOP_CONV_GRADS.set(True)
+  try:
+    yield
+  finally:
+    _LOOP_CONV_GRADS.reset(token)
+
+
+def _conv_stride1(x: Array, kernel: Array, dilation: tuple[int, int],
+                  pads: tuple[tuple[int, int], tuple[int, int]]) -> Array:
+  return lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding=pads,
+                                  rhs_dilation=dilation,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_explicit_grads(x: Array, kernel: Array, dilation: tuple[int, int],
+                         pads: tuple[tuple[int, int], tuple[int, int]]) -> Array:
+  """Stride-1 conv of x zero-padded by `pads`, whose gradients are canonical NHWC/HWIO convs.
+
+  Filter gradient: dk[a, b, i, o] = sum_{n, p, q} xp[n, p + a*dh, q + b*dw, i] dy[n, p, q, o]
+  (xp the padded x), a convolution of x with the channels as batch, (Cin, H, W, N), by
+  dy as an (ho, wo, N, Cout) kernel with window strides (dh, dw). Input gradient: the
+  correlation of dy with the flipped kernel, in and out swapped (HWIO again), padded
+  so that it yields the unpadded x's positions only.
+  """
+  return _conv_stride1(x, kernel, dilation, pads)
+
+
+def _conv_explicit_grads_fwd(x, kernel, dilation, pads):
+  return _conv_stride1(x, kernel, dilation, pads), (x, kernel)
+
+
+def _conv_explicit_grads_bwd(dilation, pads, res, dy):
+  x, kernel = res
+  kh, kw = kernel.shape[:2]
+  dh, dw = dilation
+  (pt, pb), (pl, pr) = pads
+  dy = dy.astype(x.dtype)
+  dk = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3),
+                                window_strides=dilation, padding=pads,
+                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
+  eh, ew = dh * (kh - 1), dw * (kw - 1)
+  dx = lax.conv_general_dilated(dy, flipped, window_strides=(1, 1),
+                                padding=((eh - pt, eh - pb), (ew - pl, ew - pr)),
+                                rhs_dilation=dilation,
+                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return dx, dk.transpose(1, 2, 0, 3).astype(kernel.dtype)
+
+
+_conv_explicit_grads.defvjp(_conv_explicit_grads_fwd, _conv_explicit_grads_bwd)
+
 # The most patch memory a strided conv's matrix-product gradients may cost.
 _PATCH_GRAD_MAX_BYTES = 512 * 2**20
 
 
 def _conv_valid(x: Array, kernel: Array, strides: tuple[int, int],
-                dilation: tuple[int, int]) -> Array:
-  """VALID NHWC/HWIO convolution, lowered to the fastest form for XLA's CPU backend.
+                dilation: tuple[int, int], zero_pad: Pad = 0) -> Array:
+  """VALID NHWC/HWIO convolution of x zero-padded by `zero_pad` (`pad2d`'s forms).
+
+  Lowered to the fastest form for XLA's CPU backend:
 
   * 1x1, stride 1: a plain matrix product (its gradients are matrix products too,
     which XLA runs faster than the equivalent convolution gradients).
@@ -233,30 +307,46 @@ def _conv_valid(x: Array, kernel: Array, strides: tuple[int, int],
   * Strided: XLA's convolution forward, gradients as matrix products over patches
     (`_conv_patch_grads`); XLA's own gradient of a strided conv is an lhs-dilated
     convolution that runs 1.1-1.4x slower at LaMa's down-sampling sizes.
+  * Stride 1 inside `loop_conv_grads()` (a differentiated loop body): XLA's forward,
+    gradients as canonical convolutions (`_conv_explicit_grads`, which pads inside
+    the convolutions, so the input gradient is not computed on the padding: 1.6x fewer
+    outputs for RFR-Net's dilated 3x3 convs of 16x16 maps), or, with few output pixels for
+    the channels, as matrix products over patches.
   * Otherwise `lax.conv_general_dilated`.
 
   All forms compute the same sums; only the order of the float additions differs.
   """
   kh, kw, cin, cout = kernel.shape
   n, h, w, _ = x.shape
+  (pt, pb), (pl, pr) = pads = _pad_pairs(zero_pad)
+  h, w = h + pt + pb, w + pl + pr
   sh, sw = strides
   dh, dw = dilation
-  if (kh, kw, sh, sw) == (1, 1, 1, 1):
-    return _matmul(x.reshape(-1, cin), kernel.reshape(cin, cout)).reshape(n, h, w, cout)
   ho = (h - dh * (kh - 1) - 1) // sh + 1
   wo = (w - dw * (kw - 1) - 1) // sw + 1
+  # A symbolic batch size (`jax.export` with a polymorphic batch) cannot be compared
+  # with the memory bounds; such exports are inference-only, so the gradient form does
+  # not matter there.
+  concrete = isinstance(n, int)
+  if ((sh, sw) == (1, 1) and _LOOP_CONV_GRADS.get() and (kh, kw) != (1, 1)
+      and not (concrete and 4 * n * ho * wo <= cout)):
+    return _conv_explicit_grads(x, kernel, (dh, dw), pads)
+  x = pad2d(x, pads)
+  if (kh, kw, sh, sw) == (1, 1, 1, 1):
+    return _matmul(x.reshape(-1, cin), kernel.reshape(cin, cout)).reshape(n, h, w, cout)
   if cout < 8 and kh * kw > 1 and (sh, sw) == (1, 1):
     # (cin, kh, kw, cout): column (a, b, o) is tap (a, b)'s contribution to output o.
     taps = kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
     z = _matmul(x.reshape(-1, cin), taps).reshape(n, h, w, kh, kw, cout)
     return _shifted_sum(z, (ho, wo), (dh, dw))
-  # A symbolic batch size (`jax.export` with a polymorphic batch) cannot be compared
-  # with the memory bound; such exports are inference-only, so the gradient form does
-  # not matter there.
-  concrete = isinstance(n, int)
   if concrete and (sh, sw) != (1, 1) and (
       n * ho * wo * kh * kw * cin * x.dtype.itemsize <= _PATCH_GRAD_MAX_BYTES):
     return _conv_patch_grads(x, kernel, (sh, sw), (dh, dw))
+  if (sh, sw) == (1, 1) and _LOOP_CONV_GRADS.get() and (kh, kw) != (1, 1):
+    # Few output pixels for the channels (RFR-Net's H/16 and H/8 layers at 64 px): the
+    # patch products move far less data than the kernel-sized transposes of the
+    # canonical form (1.4-2x faster per layer at 4x4 maps with 512-2048 channels).
+    return _conv_patch_grads(x, kernel, (1, 1), (dh, dw))
   return lax.conv_general_dilated(x, kernel, window_strides=strides, padding="VALID",
                                   rhs_dilation=dilation,
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -312,6 +402,79 @@ def _conv_transpose_phases(x: Array, kernel: Array, strides: tuple[int, int],
   return y.reshape(n, mh * sh, mw * sw, cout)[:, :out_hw[0], :out_hw[1]]
 
 
+def _conv_transpose_taps(x: Array, kernel: Array, strides: tuple[int, int],
+                         padding: tuple[int, int], out_hw: tuple[int, int]) -> Array:
+  """PyTorch ConvTranspose2d as one product per tap and a strided scatter-add (col2im).
+
+  Tap (a, b) of input pixel (i, j) lands on output (s*i - p + a, s*j - p + b): every
+  tap's contribution x @ kernel[a, b] is computed for all pixels at once, (kh*kw, N*H*W,
+  Cout), and placed on the output grid by an interior-padded `lax.pad`; the kh*kw
+  placements are summed. Only useful multiplications are done and the kernel is read
+  as it is stored, so this is the fast form for very small maps with many channels
+  (RFR-Net's decoder at 4x4 and 8x8 with 768-1024 channels), where moving the kernel,
+  not multiplying, is the cost.
+
+  Args and result as `_conv_transpose_phases`.
+  """
+  n, h, w, cin = x.shape
+  kh, kw, _, cout = kernel.shape
+  (sh, sw), (ph, pw) = strides, padding
+  z = jnp.einsum("mc,tco->tmo", x.reshape(n * h * w, cin), kernel.reshape(kh * kw, cin, cout))
+  z = z.reshape(kh, kw, n, h, w, cout)
+  y = None
+  for a in range(kh):
+    for b in range(kw):
+      lo_h, lo_w = a - ph, b - pw
+      hi_h = out_hw[0] - lo_h - (h - 1) * sh - 1
+      hi_w = out_hw[1] - lo_w - (w - 1) * sw - 1
+      # Negative pads crop (taps that land in PyTorch's padding).
+      part = lax.pad(z[a, b], jnp.zeros((), z.dtype),
+                     ((0, 0, 0), (lo_h, hi_h, sh - 1), (lo_w, hi_w, sw - 1), (0, 0, 0)))
+      y = part if y is None else y + part
+  return y
+
+
+def _conv_transpose_subpixel(x: Array, kernel: Array, strides: tuple[int, int],
+                             padding: tuple[int, int], out_hw: tuple[int, int]) -> Array:
+  """PyTorch ConvTranspose2d as one small stride-1 convolution per output phase.
+
+  As in `_conv_transpose_phases`, output row o = s*m + r (phase r) receives x[m + d] *
+  w[k] for the taps k = r + p - s*d; those taps are every s-th one from the smallest,
+  so phase r's kernel is `kernel[k_min::s]` reversed (d grows as k shrinks). Each of
+  the s*s phases is its own convolution of the undilated input, so only the kernel's
+  taps are multiplied (the single phase convolution pads every phase to the union of
+  their offsets: 9/4 of the taps for k=4, s=2); a depth-to-space interleaves them.
+
+  Args and result as `_conv_transpose_phases`; every phase must have a tap.
+  """
+  n, h, w, _ = x.shape
+  kh, kw, _, cout = kernel.shape
+  plans = []
+  for size, k, s, p, out in ((h, kh, strides[0], padding[0], out_hw[0]),
+                             (w, kw, strides[1], padding[1], out_hw[1])):
+    m = -(-out // s)  # rows per phase
+    # phase r -> (first tap, smallest offset d, largest offset)
+    phases = []
+    for r in range(s):
+      taps = [t for t in range(k) if (r + p - t) % s == 0]
+      phases.append((taps[0], (r + p - taps[-1]) // s, (r + p - taps[0]) // s))
+    lo = max(0, -min(d_lo for _, d_lo, _ in phases))
+    hi = max(0, m - 1 + max(d_hi for _, _, d_hi in phases) - (size - 1))
+    plans.append((phases, m, lo, hi, s))
+  (phases_h, mh, lo_h, hi_h, sh), (phases_w, mw, lo_w, hi_w, sw) = plans
+  xp = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
+  rows = []
+  for t_h, dlo_h, dhi_h in phases_h:
+    cols = []
+    for t_w, dlo_w, dhi_w in phases_w:
+      k_phase = kernel[t_h::sh, t_w::sw][::-1, ::-1]
+      x_phase = xp[:, lo_h + dlo_h: lo_h + dhi_h + mh, lo_w + dlo_w: lo_w + dhi_w + mw]
+      cols.append(_conv_valid(x_phase, k_phase, (1, 1), (1, 1)))  # (N, mh, mw, Cout)
+    rows.append(jnp.stack(cols, axis=3))
+  y = jnp.stack(rows, axis=2)  # (N, mh, sh, mw, sw, Cout)
+  return y.reshape(n, mh * sh, mw * sw, cout)[:, :out_hw[0], :out_hw[1]]
+
+
 class ConvFields(nn.Module):
   """The fields of a layer with a PyTorch-style kernel and bias, which `conv_params` reads.
 
@@ -361,14 +524,18 @@ class Conv(ConvFields):
   def __call__(self, x: Array) -> Array:
     """(N, H, W, Cin) -> (N, H', W', features)."""
     kernel, bias = conv_params(self, x.shape[-1])
+    if self.padding_mode == "zeros":
+      return _conv_padded(self, x, kernel, bias, zero_pad=self.padding)
     return _conv_padded(self, pad2d(x, self.padding, self.padding_mode), kernel, bias)
 
 
-def _conv_padded(conv: Conv, x: Array, kernel: Array, bias: Array | None) -> Array:
-  """`conv`'s convolution of an already padded x, with its strides, dilation and dtype."""
+def _conv_padded(conv: Conv, x: Array, kernel: Array, bias: Array | None,
+                 zero_pad: Pad = 0) -> Array:
+  """`conv`'s convolution of x (already padded, except for `zero_pad` zeros), with its
+  strides, dilation and dtype."""
   x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=conv.dtype)
   y = _conv_valid(x, kernel, _pair(conv.strides, "strides"),
-                  _pair(conv.kernel_dilation, "kernel_dilation"))
+                  _pair(conv.kernel_dilation, "kernel_dilation"), zero_pad)
   return y if bias is None else y + bias
 
 
@@ -452,7 +619,10 @@ class ConvTranspose(ConvFields):
   Output size per spatial axis: (H - 1) * stride - 2 * padding + k + output_padding.
   Computed as one stride-1 convolution of the undilated input to stride**2 output
   phases, interleaved by a depth-to-space (see `_conv_transpose_phases`), which
-  avoids the multiplications by inserted zeros of the lhs-dilated formulation.
+  avoids the multiplications by inserted zeros of the lhs-dilated formulation. When the
+  kernel size is a multiple of the stride (and larger), as one convolution per phase
+  (`_conv_transpose_subpixel`), or, for very small maps with many channels (8 N*H*W <=
+  Cin), as per-tap products placed on the output grid (`_conv_transpose_taps`).
 
   Attributes (and those of `ConvFields`; the default init's fan_in is out * kh * kw, as
   PyTorch computes it from the weight's second axis):
@@ -484,7 +654,21 @@ class ConvTranspose(ConvFields):
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     h, w = x.shape[1:3]
     out_hw = ((h - 1) * sh - 2 * ph + kh + oh, (w - 1) * sw - 2 * pw + kw + ow)
-    y = _conv_transpose_phases(x, kernel, (sh, sw), (ph, pw), out_hw)
+    n = x.shape[0]
+    if kh % sh or kw % sw or (kh, kw) == (sh, sw):
+      # Phases with unequal tap counts (LaMa's k=3, s=2: the single phase convolution
+      # does 16/9 of the work, measured fastest there) or one tap per phase (k = s: the
+      # phase convolution is one plain product).
+      y = _conv_transpose_phases(x, kernel, (sh, sw), (ph, pw), out_hw)
+    elif isinstance(n, int) and 8 * n * h * w <= x.shape[-1]:
+      # Very few input pixels for the channels (RFR-Net's 4x4 and 8x8 maps with 768-1024
+      # channels at 64 px): per-tap products, 1.2-1.8x faster than per-phase convolutions.
+      y = _conv_transpose_taps(x, kernel, (sh, sw), (ph, pw), out_hw)
+    else:
+      # k a multiple of s (RFR-Net's k=4, s=2): per-phase convolutions do only the
+      # kernel's taps, where the single phase convolution does 9/4 of them (forward +
+      # backward in RFR-Net's recurrence 1.7-3.7x faster at its 16x16-128x128 maps).
+      y = _conv_transpose_subpixel(x, kernel, (sh, sw), (ph, pw), out_hw)
     if bias is not None:
       y = y + bias
     return y

@@ -130,8 +130,8 @@ class PartialConv(ConvFields):
     ratio, new_mask = mask_update(mask, (kh, kw), self.strides, self.padding,
                                   self.kernel_dilation, window_channels=want)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = _conv_valid(pad2d(x, self.padding, "zeros"), kernel, _pair(self.strides, "strides"),
-                    _pair(self.kernel_dilation, "kernel_dilation"))
+    y = _conv_valid(x, kernel, _pair(self.strides, "strides"),
+                    _pair(self.kernel_dilation, "kernel_dilation"), self.padding)
     y = y * ratio.astype(y.dtype)
     new_mask = new_mask.astype(y.dtype)
     if bias is not None:
