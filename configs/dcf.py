@@ -3,7 +3,12 @@ r"""DCF (GitHub menghanyan66/GCFN): dynamic coarse-to-fine inpainting, its nine 
 Variants (the text after ':', then optional `key=value` arguments):
   official  the official code's defaults (`DCFConfig`): 128 px, hidden 48, widths
             48..384, 3 refinement stages; 6,535,420 generator and 374,353
-            discriminator parameters; its bugs kept (default).
+            discriminator parameters; its bugs kept (default). The importance
+            gate is the exact-arithmetic one (`importance_gate=all`: every quarter
+            kept, the fusion BN's running statistics updated twice per gated stage, as
+            the official second pass does); `--config.generator.importance_gate=
+            official` emulates the official float32 gates, which no implementation
+            reproduces (float rounding decides them).
   fixed     official with both bug switches on the fixed side: quarter crops in
             feature coordinates (`quarter_crops=fixed`) and images in [-1, 1]
             (`value_range=symmetric`) so the tanh output can reach the targets.
@@ -58,6 +63,7 @@ PyTorch skips parameters without a gradient); no mixed precision.
 import ml_collections
 from ml_collections import config_dict
 
+from inpaint_jax import config_lib
 from inpaint_jax.config_lib import parse_arg, set_run_length, term, vgg_weights
 from inpaint_jax.optim import optim_group
 
@@ -114,10 +120,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every_steps = 20
   c.image_every_steps = 3 * iters
 
-  c.data = ml_collections.ConfigDict(dict(
-      source="embedded", image_size=128, augment="resize_flip_jitter", folder="",
-      small_images="error", tfds_name="", tfds_split="train", tfds_data_dir="",
-      tfds_image_key="image", prefetch=2))
+  c.data = config_lib.data_config(image_size=128, augment="resize_flip_jitter")
   c.masks = ml_collections.ConfigDict(dict(kind="dcf_random_walk",
                                            folder=config_dict.placeholder(str)))
 
@@ -127,7 +130,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       min_scale_size=8, max_scale_size=128, scale_factor=0.5, dropout_rate=0.15,
       smooth_kernel_size=11, smooth_sigma=2.5, boundary_dilation=7,
       quarter_crops="fixed" if fixed else "official", value_range=value_range,
-      importance_gate="official", importance_shape="official"))
+      importance_gate="all", importance_shape="official"))
   c.discriminator = ml_collections.ConfigDict(dict(
       name="dcf_patch", input_channels=3, filters=48, value_range=value_range))
 

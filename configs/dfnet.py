@@ -43,6 +43,7 @@ Adam 2e-4 with the same step decay for D), and training BatchNorm over the whole
 import ml_collections
 from ml_collections import config_dict
 
+from inpaint_jax import config_lib
 from inpaint_jax.config_lib import parse_arg, set_run_length, term
 from inpaint_jax.optim import optim_group
 
@@ -88,18 +89,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every_steps = 100
   c.image_every_steps = 2_500
 
-  c.data = ml_collections.ConfigDict(dict(
-      source="embedded",     # embedded | folder | tfds
-      image_size=512,
-      augment="flip",        # the later official training code: random horizontal flip
-      folder="",
-      small_images="error",
-      tfds_name="",
-      tfds_split="train",
-      tfds_data_dir="",
-      tfds_image_key="image",
-      prefetch=2,
-  ))
+  # The later official training code: random horizontal flip.
+  c.data = config_lib.data_config(image_size=512, augment="flip")
   c.masks = mask_config()
 
   c.generator = ml_collections.ConfigDict(dict(

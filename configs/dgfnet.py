@@ -2,7 +2,8 @@ r"""DGFNet (Yang and Shi): RFR-Net coarse branch, RTV texture branch, DPFM fusio
 
 Variants (the text after ':', then optional `key=value` arguments):
   full        the full model (default): coarse branch RFR-Net, texture branch on the
-              RTV texture map of the masked image, four DPFMs, SN-PatchGAN (hinge).
+              RTV texture map of the masked image, a feature encoder per stream, four
+              DPFMs, SN-PatchGAN (hinge).
   no_dpfm     the "without DPFM" ablation: the two streams are concatenated, no gate.
   no_texture  the baseline: no RTV, no texture branch, no DPFM (coarse stream only).
   demo        the full model, small, for a few CPU minutes (64 px).
@@ -26,15 +27,21 @@ Recipe: the paper's per-branch weights, each term on its branch's output (`outpu
   texture  hole 50, valid 50, perceptual 0.1, style 180 on `texture` vs
            `texture_target` = image - RTV(image) (`target=`)
   fusion   hole 50, valid 50, perceptual 0.1, style 180 on `pred` vs the image, and
-           the hinge adversarial loss 0.1 (SN-PatchGAN on the composite + mask)
+           the hinge adversarial loss 0.1 in the paper's Eq. (9) form
+           mean relu(1 - D(composite)) (`hinge_g`, `form="relu"`; SN-PatchGAN on the
+           composite + mask). `--config.losses.generator.adv.form=mean` gives the
+           SN-PatchGAN / DeepFill v2 form -mean D(composite) instead.
 hole / valid = mean over all elements of |x - y| * mask (resp. * (1 - mask)), perceptual =
 sum over VGG-16 pool1..3 of the mean L1, style = the same on Gram matrices / (C H W).
 Adam 5e-4, then 5e-5 with every BatchNorm frozen (RFR-Net's fine-tuning), batch 6, 256 px.
-Our choices where the paper is silent are listed in the README section "DGFNet".
+`--config.generator.feature_encoders=False` drops the stream encoders (DPFM-1 then reads
+the 3-channel composites). Our choices where the paper is silent are listed in
+docs/dgfnet.md.
 """
 
 import ml_collections
 
+from inpaint_jax import config_lib
 from inpaint_jax.config_lib import parse_arg, set_run_length, term, vgg_weights
 from inpaint_jax.optim import optim_group
 
@@ -77,10 +84,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every_steps = 100
   c.image_every_steps = 2_500
 
-  c.data = ml_collections.ConfigDict(dict(
-      source="embedded", image_size=256, augment="flip", folder="", small_images="error",
-      tfds_name="", tfds_split="train", tfds_data_dir="", tfds_image_key="image",
-      prefetch=2))
+  c.data = config_lib.data_config(image_size=256, augment="flip")
   # Free-form strokes (LaMa's irregular generator); `scale` scales its pixel sizes.
   c.masks = ml_collections.ConfigDict(dict(kind="lama_irregular", scale=1.0))
 
@@ -89,6 +93,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       coarse=dict(name="rfr", rec_ksize=7, n_rec=6),
       texture_branch=not a.no_texture,
       fusion="concat" if a.no_dpfm else "dpfm",
+      feature_encoders=True, encoder_widths=(32, 32),
       tex_widths=(64, 128, 256, 512), tex_res_blocks=1,
       fuse_widths=(64, 128, 256, 256), fuse_out_width=32,
       rtv_lam=0.01, rtv_sigma=3.0, rtv_sharpness=0.02, rtv_iters=4,
@@ -113,7 +118,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if not a.no_texture:
     g.update(branch_terms("texture_", "texture", 50.0, 50.0, vgg, target="texture_target"))
   g.update(branch_terms("", "pred", 50.0, 50.0, vgg))
-  g["adv"] = term("hinge_g", 0.1)
+  g["adv"] = term("hinge_g", 0.1, form="relu")   # Eq. (9)
   c.losses = ml_collections.ConfigDict()
   c.losses.generator = ml_collections.ConfigDict(g)
   c.losses.discriminator = ml_collections.ConfigDict(dict(adv=term("hinge_d", 1.0)))
@@ -128,6 +133,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.generator.tex_widths = (16, 32, 64, 128)
     c.generator.fuse_widths = (16, 32, 64, 64)
     c.generator.fuse_out_width = 16
+    c.generator.encoder_widths = (16, 16)
     # Four stride-2 layers keep a 4 x 4 grid of patch scores at 64 px.
     c.discriminator.ndf = 16
     c.discriminator.n_layers = 4
@@ -141,6 +147,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.generator.tex_widths = (4, 8, 8, 8)
     c.generator.fuse_widths = (4, 8, 8, 8)
     c.generator.fuse_out_width = 4
+    c.generator.encoder_widths = (4, 4)
     c.discriminator.ndf = 4
     c.discriminator.n_layers = 3
     c.phases.finetune.start_step = 3  # the last iteration runs the frozen-BN phase

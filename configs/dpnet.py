@@ -10,7 +10,8 @@ Variants (the text after ':', then optional `key=value` arguments):
            a few CPU minutes).
   tiny     a very small variant for tests (32 px, 4 levels).
 Ablation arguments (each idea switched off on its own, any variant):
-  pyconv=False        one 3x3 conv per encoder level instead of the PyConv pyramids
+  pyconv=False        one 3x3 conv per encoder level 1.. instead of the PyConv pyramids
+                      (level 0 keeps its 7x7 stem)
   pam=False           no pyramidal attention in the decoder
   dynamic_norm=False  normalise with `static_norm` (region: region norm driven by the
                       input mask resized to each level; batch: BatchNorm) instead of the
@@ -65,9 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every_steps = 100
   c.image_every_steps = 2_500
 
-  c.data = ml_collections.ConfigDict(dict(
-      source="embedded", image_size=256, augment="flip", folder="", small_images="error",
-      tfds_name="", tfds_split="train", tfds_data_dir="", tfds_image_key="image", prefetch=2))
+  c.data = config_lib.data_config(image_size=256, augment="flip")
   c.masks = ml_collections.ConfigDict(dict(kind="lama_mixed", scale=1.0))
 
   c.generator = ml_collections.ConfigDict(dict(

@@ -71,7 +71,9 @@ def _study_losses(c: ml_collections.ConfigDict, variant: str, d_kappa: bool) -> 
     d.adv = term("nonsaturating_d", KAPPA if d_kappa else 1.0, mask_as_fake_target=True,
                  mask_resize="bilinear")
     d.r1 = term("r1_penalty", GAMMA)
-  # The study feeds [0, 1] images to both backbones without ImageNet normalisation.
+  # The study feeds [0, 1] images to both backbones without ImageNet normalisation. The
+  # VGG-19 term reproduces that (imagenet_normalize=False); `resnet_pl` always
+  # ImageNet-normalises (LaMa's HRFPL rule), a difference listed in docs/lama.md.
   g.hrfpl = term("resnet_pl", ALPHA, backbone="resnet_pl", bn_mode="train")
   g.vgg = term("vgg_perceptual", BETA, backbone="vgg19", layers=VGG19_ALL_RELUS,
                distance="mse", layer_reduction="mean", imagenet_normalize=False,
@@ -123,10 +125,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every_steps = 100
   c.image_every_steps = 1_000
 
-  c.data = ml_collections.ConfigDict(dict(
-      source="tfds", image_size=256, augment="none", folder="", small_images="error",
-      tfds_name="places365_small", tfds_split="train", tfds_data_dir="",
-      tfds_image_key="image", prefetch=2))
+  c.data = config_lib.data_config(source="tfds", image_size=256, augment="none",
+                                  tfds_name="places365_small")
   # The study's masks: a polygonal chain or 1-3 boxes, 50/50 (`square`: boxes only).
   c.masks = ml_collections.ConfigDict(dict(kind="study_mixed", scale=1.0))
 

@@ -39,6 +39,7 @@ takes random square crops); the two phases run in one job rather than two.
 
 import ml_collections
 
+from inpaint_jax import config_lib
 from inpaint_jax.config_lib import parse_arg, set_run_length, term, vgg_weights
 from inpaint_jax.optim import optim_group
 
@@ -87,18 +88,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every_steps = 100
   c.image_every_steps = 5_000
 
-  c.data = ml_collections.ConfigDict(dict(
-      source="embedded",     # embedded | folder | tfds
-      image_size=256,
-      augment="flip",
-      folder="",
-      small_images="error",
-      tfds_name="",
-      tfds_split="train",
-      tfds_data_dir="",
-      tfds_image_key="image",
-      prefetch=2,
-  ))
+  c.data = config_lib.data_config(image_size=256, augment="flip")
   c.masks = ml_collections.ConfigDict(dict(kind="lama_irregular"))
 
   c.generator = ml_collections.ConfigDict(dict(

@@ -73,8 +73,11 @@ def term(fn: str, weight: float, **options: Any) -> ml_collections.ConfigDict:
 # Run lengths of the small variants every family offers: `demo` trains for a few CPU
 # minutes at 64 px (the quick start), `tiny` runs 4 steps at 32 px (the tests).
 RUN_LENGTHS = {
+    # The demos' photos are first resized to a shorter side of twice the crop, the scale
+    # of LaMa's recipe (256 px crops of ~512 px Places photos); cropped at full size,
+    # 64 px crops of the 500-1400 px embedded photos would be close-ups of texture.
     "demo": dict(batch_size=4, total_steps=500, checkpoint_every_steps=250,
-                 log_every_steps=25, image_every_steps=100, image_size=64),
+                 log_every_steps=25, image_every_steps=100, image_size=64, shorter_side=128),
     "tiny": dict(batch_size=4, total_steps=4, checkpoint_every_steps=2,
                  log_every_steps=1, image_every_steps=2, image_size=32),
 }
@@ -86,12 +89,13 @@ def set_run_length(c: ml_collections.ConfigDict, preset: str, **overrides: Any) 
   Args:
     c: the config to change in place (fields `batch_size`, `total_steps`,
       `checkpoint_every_steps`, `log_every_steps`, `image_every_steps`,
-      `data.image_size`).
+      `data.image_size`, `data.shorter_side`).
     preset: `demo` or `tiny`.
     **overrides: values replacing the preset's (e.g. `total_steps=300`).
   """
   values = {**RUN_LENGTHS[preset], **overrides}
   c.data.image_size = values.pop("image_size")
+  c.data.shorter_side = values.pop("shorter_side", 0)
   for key, value in values.items():
     setattr(c, key, value)
 
@@ -134,12 +138,41 @@ def recipe_items(recipe: Mapping[str, Any]) -> list[tuple[str, str, float, dict[
   return items
 
 
+def data_config(**overrides: Any) -> ml_collections.ConfigDict:
+  """The `data` config group (fields: `inpaint_jax.data.sources`, `.pipeline`, `.augment`).
+
+  Args:
+    **overrides: fields replacing the defaults (e.g. `image_size=512, augment="flip"`).
+  """
+  c = ml_collections.ConfigDict(dict(
+      source="embedded",        # embedded | folder | tfds
+      # The embedded photos a run trains on: the held-out three are for evaluation.
+      embedded_split="train",
+      image_size=256,           # random square crops
+      augment="flip",           # none | flip | distortions | resize_flip_jitter
+      folder="",                # for source=folder: any tree of JPEG/PNG
+      small_images="error",     # error | skip | resize, for images smaller than the crop
+      shorter_side=0,           # >0: resize every image to this shorter side first
+      tfds_name="",             # for source=tfds, e.g. places365_small
+      tfds_split="train",
+      tfds_data_dir="",
+      tfds_image_key="image",
+      prefetch=2,               # batches prepared ahead by background threads
+  ))
+  unknown = sorted(set(overrides) - set(c.keys()))
+  if unknown:
+    raise KeyError(f"data_config: unknown field(s) {', '.join(unknown)}")
+  c.update(overrides)
+  return c
+
+
 def eval_config() -> ml_collections.ConfigDict:
   """The `eval` config group with its defaults (fields: `inpaint_jax.evaluation.runner`)."""
   return ml_collections.ConfigDict(dict(
       masks="thick_256", n_images=0, image_size=0, seed=0, source="", folder="",
-      tfds_split="", metrics="psnr,ssim,l1,lpips,fid", ssim_mode="skimage",
-      lpips_weights="", inception_weights="", batch_size=8, periodic_n_images=16))
+      tfds_split="", embedded_split="held_out", metrics="psnr,ssim,l1,lpips,fid",
+      ssim_mode="skimage", lpips_weights="", inception_weights="", batch_size=8,
+      periodic_n_images=16))
 
 
 def eval_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -425,17 +425,27 @@ class _Run:
   ckpt: Checkpointer
   validation: _Validation
   start_step: int
+  # Seconds of training (compilation and validation included) before this process
+  # resumed, from the checkpoint; and when this process's step loop started.
+  seconds_before: float = 0.0
+  loop_started: float = dataclasses.field(default_factory=time.time)
 
   @property
   def batches_per_step(self) -> int:
     return self.schedule.batches_per_step
 
+  def train_seconds(self) -> float:
+    """Seconds this run has trained so far, over all its resumes."""
+    return self.seconds_before + time.time() - self.loop_started
+
   def meta(self, step: int) -> dict[str, Any]:
     """The metadata a checkpoint stores beside the state.
 
     `data_position` is for people reading it: the data of an iteration follow from its step.
+    `train_seconds` carries the run's training time over resumes (`stop_after_minutes`).
     """
     return {"step": step, "data_position": step * self.batches_per_step,
+            "train_seconds": round(self.train_seconds(), 3),
             "config": self.config.to_json_best_effort()}
 
 
@@ -490,7 +500,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest
                       protected_steps=[s for s, _ in skipped])
   validation.open()
   run = _Run(config, workdir, system, schedule, writer, mesh, repl, batches, frozen_vars, ckpt,
-             validation, start_step)
+             validation, start_step, seconds_before=float(meta.get("train_seconds", 0.0)))
   return run, state
 
 
@@ -583,6 +593,9 @@ def _step_loop(run: _Run, state: TrainState, data_iter: Iterator[dict[str, np.nd
     (the final state, the step it reached).
   """
   config, k = run.config, run.batches_per_step
+  # A time budget (0 = none) over all resumes: the run saves and stops once it is spent,
+  # and resuming with a larger budget goes on exactly.
+  budget_seconds = 60.0 * float(config.get("stop_after_minutes", 0) or 0)
   step_fns = _StepFunctions(run.system, run.repl)
   progress = progress_lib.Progress(config.total_steps, run.start_step, time.time())
   pending: list[dict[str, jax.Array]] = []
@@ -593,6 +606,11 @@ def _step_loop(run: _Run, state: TrainState, data_iter: Iterator[dict[str, np.nd
   else:
     logging.info("Training from step %d to %d in phase %r.", step, config.total_steps,
                  phase.name)
+  run.loop_started = time.time()
+  if budget_seconds and run.seconds_before >= budget_seconds:
+    logging.info("Nothing to do: the run has trained %.1f of stop_after_minutes=%s minutes.",
+                 run.seconds_before / 60.0, config.stop_after_minutes)
+    return state, step
   while step < config.total_steps:
     plan = run.schedule.plan(step)
     if plan.phase != phase:
@@ -606,7 +624,8 @@ def _step_loop(run: _Run, state: TrainState, data_iter: Iterator[dict[str, np.nd
       state, metrics = train_fn(state, batch, run.frozen_vars)
     step += 1
     pending.append(metrics)
-    is_last = step == config.total_steps
+    out_of_time = bool(budget_seconds) and run.train_seconds() >= budget_seconds
+    is_last = step == config.total_steps or out_of_time
 
     # The first step gets its own line: it says how long compilation took.
     if step % config.log_every_steps == 0 or is_last or step == run.start_step + 1:
@@ -623,6 +642,10 @@ def _step_loop(run: _Run, state: TrainState, data_iter: Iterator[dict[str, np.nd
     if preempted:
       logging.warning("Stopping at step %d after %s; checkpoint saved.", step,
                       "Ctrl-C (SIGINT)" if stop.interrupted else "a preemption request")
+      break
+    if out_of_time:
+      logging.info("Stopping at step %d: stop_after_minutes=%s reached; checkpoint saved.",
+                   step, config.stop_after_minutes)
       break
   return state, step
 
@@ -827,6 +850,7 @@ class _Validation:
 def _validate(run: _Run, state: TrainState, step: int) -> None:
   """Scores the generator, writes and logs the scores, keeps the best checkpoints."""
   scores = run.validation.run(run.system.nets["g"], system_lib.generator_variables(state))
+  scores["time/train_minutes"] = run.train_seconds() / 60.0
   run.writer.write_scalars(step, scores)
   logging.info("validation at step %d | %s", step,
                " ".join(f"{k}={v:.4g}" for k, v in sorted(scores.items())))

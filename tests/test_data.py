@@ -310,3 +310,24 @@ def test_iterate_raises_worker_errors_in_the_consumer():
       next(it)
     assert it.closed
   assert not _data_threads()
+
+
+def test_shorter_side_resizes_every_image_before_cropping(tmp_path):
+  rng = np.random.default_rng(0)
+  for name, (h, w) in {"wide.png": (40, 90), "tall.png": (200, 120), "tiny.png": (20, 30)}.items():
+    Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(tmp_path / name)
+  # The small-image policy still judges the stored size: a 20x30 photo is not blown up
+  # to the shorter side unless data.small_images says so.
+  with pytest.raises(ValueError, match=r"tiny.png is 30x20 pixels"):
+    sources.build_source({"source": "folder", "folder": str(tmp_path), "shorter_side": 64},
+                         min_size=48)
+  src = sources.build_source({"source": "folder", "folder": str(tmp_path), "shorter_side": 64,
+                              "small_images": "resize"}, min_size=48)
+  shapes = sorted(src[i].shape for i in range(len(src)))
+  assert shapes == [(64, 96, 3), (64, 144, 3), (107, 64, 3)]
+  assert src[0] is src[0]  # kept: the resize runs once per record
+  with pytest.raises(ValueError, match=r"data.shorter_side=32: smaller than the 48x48 crop"):
+    sources.build_source({"source": "folder", "folder": str(tmp_path), "shorter_side": 32},
+                         min_size=48)
+  with pytest.raises(ValueError, match=r"data.shorter_side=-1: must be 0"):
+    sources.build_source({"source": "folder", "folder": str(tmp_path), "shorter_side": -1})

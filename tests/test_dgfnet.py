@@ -1,5 +1,6 @@
-"""DGFNet generator: outputs, the texture input / target from RTV, DPFM's equations,
-the ablations' structure, gradients into every branch, the recipe's `target=`."""
+"""DGFNet generator: outputs, the texture input / target against a SciPy RTV, DPFM's
+equations, the stream encoders and their switch, the ablations' structure, gradients into
+every branch, the recipe's `target=`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from inpaint_jax import losses
 from inpaint_jax.config_lib import term
 from inpaint_jax.models.dgfnet import network as dgfnet
-from inpaint_jax.models.dgfnet import rtv
+from tests.test_rtv import reference_rtv
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
@@ -21,7 +22,7 @@ SIZE = 32
 # The coarse branch is the tiny RFR-Net of configs/dgfnet.py:tiny.
 TINY_COARSE = dict(name="rfr", rec_ksize=3, n_rec=1, ngf=4, tail_ch=4, layer_size=4)
 TINY = dict(coarse=TINY_COARSE, tex_widths=(4, 8, 8, 8),
-            fuse_widths=(4, 8, 8, 8), fuse_out_width=4)
+            fuse_widths=(4, 8, 8, 8), fuse_out_width=4, encoder_widths=(4, 5))
 
 
 def _batch():
@@ -63,21 +64,29 @@ def test_outputs(full):
   for v in out.values():
     assert v.shape == image.shape and v.dtype == jnp.float32
     assert np.isfinite(np.asarray(v)).all()
-  assert set(variables["params"]) == {"coarse_net", "texture_net", "dpfm_1", "dpfm_2",
-                                      "dpfm_3", "dpfm_4", "up_3", "up_2", "up_1", "up_0",
-                                      "head"}
+  assert set(variables["params"]) == {"coarse_net", "texture_net", "encoder_c", "encoder_t",
+                                      "dpfm_1", "dpfm_2", "dpfm_3", "dpfm_4", "up_3", "up_2",
+                                      "up_1", "up_0", "head"}
 
 
-def test_texture_input_and_target_come_from_rtv(full):
+def test_texture_input_and_target_against_a_scipy_rtv(full):
+  """texture_input = (M - RTV(M, mask)) * known with M the masked image, and
+  texture_target = image - RTV(image), RTV solved directly by SciPy in float64."""
   _, _, image, mask, out, _ = full
-  target, _ = rtv.rtv(image)
-  np.testing.assert_allclose(out["texture_target"], target, atol=1e-6)
-  masked = image * (1.0 - mask)
-  t_in, _ = rtv.rtv(masked, mask=mask)
-  np.testing.assert_allclose(out["texture_input"], t_in * (1.0 - mask), atol=1e-6)
+  image64, hole = np.asarray(image, np.float64), np.asarray(mask, np.float64)[..., 0]
+  masked = image64 * (1.0 - hole[..., None])
+  want_in = np.stack([(m - reference_rtv(m, hole=h)) * (1.0 - h[..., None])
+                      for m, h in zip(masked, hole, strict=True)])
+  want_target = np.stack([x - reference_rtv(x) for x in image64])
+  err_in = float(np.max(np.abs(np.asarray(out["texture_input"]) - want_in)))
+  err_target = float(np.max(np.abs(np.asarray(out["texture_target"]) - want_target)))
+  print(f"\n[dgfnet texture vs SciPy RTV] input {err_in:.3g}, target {err_target:.3g}")
+  # The CG stops at a relative residual of 1e-3 (test_rtv.py's bound).
+  assert err_in <= 1e-3 and err_target <= 1e-3
   assert float(jnp.abs(out["texture_input"] * mask).max()) == 0.0
-  # The texture is small next to the image (what the large texture weights make up for).
-  assert float(jnp.abs(target).mean()) < 0.1
+  # The RTV does something: the texture is neither the image nor zero.
+  assert 1e-3 < float(np.abs(want_target).mean()) < 0.1
+  assert float(np.max(np.abs(np.asarray(out["texture_target"]) - image64))) > 0.1
 
 
 def test_eval_mode_has_no_target(full):
@@ -123,6 +132,31 @@ def test_dpfm_follows_the_equations(gated):
   assert o_c.shape == (2, 4, 4, 6)
 
 
+def test_stream_encoders_and_their_switch():
+  """Each stream is encoded (conv + BN + LReLU per width) before DPFM-1; the switch off
+  gives the 3-channel composites to DPFM-1."""
+  image, mask = _batch()
+  shapes = jax.eval_shape(lambda: dgfnet.DGFNet(**TINY).init(jax.random.key(0), image, mask,
+                                                             train=False))["params"]
+  for stream in ("encoder_c", "encoder_t"):
+    assert set(shapes[stream]) == {"layer_0", "layer_1"}
+    assert shapes[stream]["layer_0"]["conv"]["kernel"].shape == (3, 3, 3, 4)
+    assert shapes[stream]["layer_1"]["conv"]["kernel"].shape == (3, 3, 4, 5)
+    assert set(shapes[stream]["layer_1"]["bn"]) == {"scale", "bias"}
+  assert shapes["dpfm_1"]["conv_c"]["kernel"].shape == (3, 3, 5, 4)
+  assert shapes["dpfm_1"]["conv_w"]["kernel"].shape == (3, 3, 10, 8)
+  plain = jax.eval_shape(lambda: dgfnet.DGFNet(**TINY, feature_encoders=False).init(
+      jax.random.key(0), image, mask, train=False))["params"]
+  assert "encoder_c" not in plain and "encoder_t" not in plain
+  assert plain["dpfm_1"]["conv_c"]["kernel"].shape == (3, 3, 3, 4)
+  base = jax.eval_shape(lambda: dgfnet.DGFNet(**TINY, texture_branch=False).init(
+      jax.random.key(0), image, mask, train=False))["params"]
+  assert "encoder_c" in base and "encoder_t" not in base
+  with pytest.raises(ValueError, match="generator.encoder_widths"):
+    jax.eval_shape(lambda: dgfnet.DGFNet(**{**TINY, "encoder_widths": ()}).init(
+        jax.random.key(0), image, mask, train=False))
+
+
 def test_ablations():
   image, mask = _batch()
   concat = dgfnet.DGFNet(**TINY, fusion="concat")
@@ -147,7 +181,8 @@ def test_texture_branch_size():
 
 def test_gradients_reach_every_branch(full):
   grads = full[5]
-  for name in ("coarse_net", "texture_net", "dpfm_1", "dpfm_4", "up_0", "head"):
+  for name in ("coarse_net", "texture_net", "encoder_c", "encoder_t", "dpfm_1", "dpfm_4",
+               "up_0", "head"):
     norm = float(jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(grads[name]))))
     assert norm > 0.0, name
 

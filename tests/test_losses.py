@@ -336,6 +336,17 @@ def test_hinge():
   np.testing.assert_allclose(gf, [0.0, 0.5])    # margin met at -2
   v, _, gf = _logit_grads("hinge_g", x)
   assert v == pytest.approx(0.75) and np.allclose(gf, [-0.5, -0.5])
+  # DGFNet's Eq. (9), mean relu(1 - D(fake)): equal gradients below the margin ...
+  v, _, gf = _logit_grads("hinge_g", x, form="relu")
+  assert v == pytest.approx((3.0 + 0.5) / 2) and np.allclose(gf, [-0.5, -0.5])
+  # ... none past it, where the mean form still pushes.
+  past = _d_inputs(fake=np.reshape([2.0, 0.5], np.shape(FAKE)))
+  v, _, gf = _logit_grads("hinge_g", past, form="relu")
+  assert v == pytest.approx(0.25) and np.allclose(gf, [0.0, -0.5])
+  v, _, gf = _logit_grads("hinge_g", past)
+  assert v == pytest.approx(-1.25) and np.allclose(gf, [-0.5, -0.5])
+  with pytest.raises(ValueError, match="hinge_g: form"):
+    LOSSES.get("hinge_g")(x, form="square")
 
 
 def test_lsgan():

@@ -38,6 +38,7 @@ COMMANDS = ["inpaint_jax.main", "inpaint_jax.bench", "inpaint_jax.eval_mode",
             "inpaint_jax.metrics.bench", "inpaint_jax.data.masks_bench",
             "inpaint_jax.inpaint", "inpaint_jax.export", "inpaint_jax.evaluate",
             "inpaint_jax.masks", "inpaint_jax.inference_bench", "inpaint_jax.convert.__main__",
+            "inpaint_jax.learning",
             "inpaint_jax.__main__"]
 
 # Library layers that sit below the commands and the run core.

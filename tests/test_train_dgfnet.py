@@ -1,5 +1,6 @@
 """A tiny DGFNet training run: every per-branch term logged, D trains, checkpoints written,
-the BN-frozen fine-tuning phase switches the rates."""
+and the last two steps run the BN-frozen fine-tuning phase (lower rates, running
+statistics unchanged, parameters still trained)."""
 
 from __future__ import annotations
 
@@ -39,10 +40,8 @@ def _random_vgg16(path: pathlib.Path) -> str:
 def test_tiny_run_logs_every_branch_term(tmp_path):
   weights = _random_vgg16(tmp_path / "vgg16.npz")
   config = dgfnet_config.get_config(f"tiny,vgg16={weights}")
-  # One compiled step: the frozen-BN phase would compile a second one (the trainer's own
-  # tests cover phases); here it only has to be configured.
   assert config.phases.finetune.freeze_bn
-  config.phases.finetune.start_step = 100
+  config.phases.finetune.start_step = 2   # steps 3 and 4 fine-tune
   labels = list(config.losses.generator)
   for branch in ("coarse_", "texture_", ""):
     for kind in ("hole", "valid", "perceptual", "style"):
@@ -58,9 +57,19 @@ def test_tiny_run_logs_every_branch_term(tmp_path):
     parts = sum(r[f"g/{label}"] for label in labels)
     np.testing.assert_allclose(r["g/total"], parts, rtol=1e-5)
     assert r["g/texture_hole"] > 0 and r["g/coarse_style"] > 0
-  assert [r["g/lr"] for r in rows] == pytest.approx([1e-3] * 4)
+  assert [r["g/lr"] for r in rows] == pytest.approx([1e-3, 1e-3, 5e-5, 5e-5])
   assert len({r["d/adv"] for r in rows}) > 1
   assert "texture_net" in state.nets["g"].params
+  assert "encoder_t" in state.nets["g"].params
+  # The fine-tuning phase: every BatchNorm frozen (running statistics as at step 2), the
+  # parameters still trained.
+  s2, s4 = helpers.load_state(str(workdir), 2), helpers.load_state(str(workdir), 4)
+  g_stats = [k for k in s2 if k.startswith("nets/g/collections/batch_stats")]
+  g_params = [k for k in s2 if k.startswith("nets/g/params")]
+  assert len(g_stats) > 50 and g_params
+  for k in g_stats:
+    np.testing.assert_array_equal(s4[k], s2[k], err_msg=k)
+  assert any(not np.array_equal(s4[k], s2[k]) for k in g_params)
 
 
 def test_ablation_configs_drop_their_parts():
@@ -71,6 +80,8 @@ def test_ablation_configs_drop_their_parts():
   full = dgfnet_config.get_config()
   assert full.generator.fusion == "dpfm" and full.generator.texture_branch
   weights = {k: v["weight"] for k, v in full.losses.generator.items()}
+  assert full.losses.generator.adv.fn == "hinge_g" and full.losses.generator.adv.form == "relu"
+  assert full.generator.feature_encoders and full.generator.encoder_widths == (32, 32)
   assert weights == {"coarse_hole": 6.0, "coarse_valid": 1.0, "coarse_perceptual": 0.1,
                      "coarse_style": 180.0, "texture_hole": 50.0, "texture_valid": 50.0,
                      "texture_perceptual": 0.1, "texture_style": 180.0, "hole": 50.0,

@@ -14,7 +14,9 @@ Flags (`python -m inpaint_jax.convert NAME --help` lists a converter's own):
   --overwrite             replace DIR when it is already a model directory.
   --config=FILE[:ARG]     base config (default: the converter's own, e.g. configs/lama.py);
                           a packaged config by name works too (`--config=lama:big`).
-  --config.a.b=VALUE      override one config field (typed like the field's value).
+  --config.a.b=VALUE      override one config field (typed like the field's value); an
+                          override wins over what the converter sets from the checkpoint
+                          (e.g. DCF's `value_range`), so the written config has it.
   --NAME VALUE / --NAME=VALUE   a converter's own flags (e.g. `--channel_order bgr`); dashes
                           and underscores are the same.
 
@@ -201,8 +203,9 @@ def run(argv: list[str]) -> str:
   if config is not None:
     apply_overrides(config, overrides)
   out = conv.fn(checkpoint, config, options)
-  if config is None and overrides:
-    # The converter chose its config itself: the overrides apply to that one.
+  if overrides:
+    # The converter chose its config itself, or changed fields of the given one: the
+    # overrides apply to what it returns, so an explicit field is never overruled.
     if out.config is None:
       raise ValueError(f"--config.{next(iter(overrides))}: converter {name!r} has no config")
     apply_overrides(out.config, overrides)

@@ -8,8 +8,17 @@ over white). Sources never crop: the pipeline (`pipeline.py`) takes random
 Sources are built by name from the `data` section of the config with `build_source`:
 
   source        "embedded" (default) | "folder" | "tfds"
+  embedded_split  embedded source: "train" | "held_out" | "all" (default "all"): the
+                photos `EMBEDDED_HELD_OUT` are kept for evaluation, the others train. The
+                family configs train on "train"; evaluation reads "held_out" (see
+                `inpaint_jax.evaluation.runner`), so no score comes from a trained-on photo.
   small_images  "error" (default) | "skip" | "resize": what to do with an image whose
                 shorter side is smaller than the crop (see `ImageSource.require_min_size`).
+  shorter_side  0 (default): images as stored; N: every image resized (bicubic, aspect
+                kept) so that its shorter side is N, before augmentation and cropping
+                (`ImageSource.resize_shorter`), after the small-image policy (which
+                still judges the stored size against the crop). Sets the scale of the
+                training crops: LaMa crops 256 px from Places photos of about 512 px.
   folder        folder source: root of a folder tree of JPEG/PNG files (no default).
   tfds_name     tfds source: dataset name, e.g. "places365_small" (no default).
   tfds_split    tfds source: split, default "train" (slices such as "train[:28000]" work).
@@ -58,9 +67,18 @@ EMBEDDED_PHOTOS: dict[str, tuple[int, int]] = {
     "ihc.png": (512, 512),
 }
 
+# Held out from training: the three everyday photographs (a cat, a cup of coffee, a rocket
+# on its pad). The other six train; the two motorcycle photos are a stereo pair of one
+# scene and stay on one side together.
+EMBEDDED_HELD_OUT = ("chelsea.png", "coffee.png", "rocket.jpg")
+EMBEDDED_SPLITS = ("train", "held_out", "all")
+
 # What PIL (and TFDS decoders) raise on a broken file. SyntaxError: some broken PNG
 # chunks; EOFError: truncated GIF/PNG frames.
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+# Sources of up to this many records keep their resized images (`data.shorter_side`).
+_MAX_RESIZED_CACHE = 4096
 
 # Give up after this many consecutive undecodable records: by then the data, not a file,
 # is broken, and silently training on a handful of survivors would be worse.
@@ -155,6 +173,8 @@ class ImageSource(abc.ABC):
     self._lock = threading.Lock()
     # Public index -> underlying record; None means the identity (nothing skipped).
     self._index: np.ndarray | None = None
+    self.shorter_side = 0
+    self._resized: dict[int, np.ndarray] = {}
 
   # --- to implement -----------------------------------------------------------------
   @abc.abstractmethod
@@ -211,11 +231,46 @@ class ImageSource(abc.ABC):
         continue
       image = self._fit(record, image)
       if image is not None:
-        return image
+        return self._rescale(record, image)
     raise RuntimeError(
         f"{self.field}: {min(n, _MAX_CONSECUTIVE_FAILURES)} consecutive images from index "
         f"{index} could not be used (undecodable or too small); the data looks broken. "
         f"Counts: {dict(self.stats)}")
+
+  def resize_shorter(self, side: int) -> ImageSource:
+    """From now on every image is resized (bicubic) so that its shorter side is `side`.
+
+    0 switches it off. The resized images of sources of up to `_MAX_RESIZED_CACHE` records
+    are kept in memory (small at crop scale; the resize of a large photo costs more than
+    the rest of its example's pipeline).
+
+    Returns:
+      self, for chaining.
+    """
+    side = int(side)
+    if side < 0:
+      raise ValueError(f"config field data.shorter_side={side}: must be 0 (images as stored) "
+                       "or a positive number of pixels")
+    self.shorter_side = side
+    self._resized = {}
+    return self
+
+  def _rescale(self, record: int, image: np.ndarray) -> np.ndarray:
+    if not self.shorter_side or min(image.shape[:2]) == self.shorter_side:
+      return image
+    cached = self._resized.get(record)
+    if cached is not None:
+      return cached
+    h, w = image.shape[:2]
+    scale = self.shorter_side / min(h, w)
+    new_h = max(self.shorter_side, round(h * scale))
+    new_w = max(self.shorter_side, round(w * scale))
+    out = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BICUBIC))
+    if self._num_records() <= _MAX_RESIZED_CACHE:
+      out.setflags(write=False)  # shared between calls: nobody may edit it in place
+      with self._lock:
+        self._resized[record] = out
+    return out
 
   def require_min_size(self, min_size: int) -> ImageSource:
     """Applies the `data.small_images` policy for crops of `min_size` x `min_size`.
@@ -236,6 +291,10 @@ class ImageSource(abc.ABC):
     min_size = int(min_size)
     if min_size <= 0:
       raise ValueError(f"image_size must be positive, got {min_size}")
+    if self.shorter_side and self.shorter_side < min_size:
+      raise ValueError(f"config field data.shorter_side={self.shorter_side}: smaller than the "
+                       f"{min_size}x{min_size} crop (data.image_size); accepted: 0 or at least "
+                       f"{min_size}")
     self.min_size = min_size
     self._index = None
     if self._num_records() == 0 or self._size(0) is None:
@@ -491,11 +550,18 @@ def build_embedded(cfg: Any = None) -> FileImageSource:
   """The real RGB photos shipped in the scikit-image wheel (see `EMBEDDED_PHOTOS`).
 
   Reads them with PIL from the package folder (never through skimage's fetcher, which
-  may download). Files missing from the installed package are left out.
+  may download). Files missing from the installed package are left out. The field
+  `embedded_split` picks the training photos, the held-out ones or all nine.
   """
+  split = _get(cfg, "embedded_split", "all") or "all"
+  if split not in EMBEDDED_SPLITS:
+    raise ValueError(f"config field data.embedded_split: unknown value {split!r}; accepted: "
+                     f"{', '.join(repr(s) for s in EMBEDDED_SPLITS)}")
+  names = [n for n in EMBEDDED_PHOTOS
+           if split == "all" or (n in EMBEDDED_HELD_OUT) == (split == "held_out")]
   folder = embedded_photo_folder()
   paths, sizes = [], []
-  for name in EMBEDDED_PHOTOS:
+  for name in names:
     size = _read_header(os.path.join(folder, name))
     if size is not None:
       paths.append(os.path.join(folder, name))
@@ -545,6 +611,7 @@ def build_source(cfg: Any = None, *, min_size: int | None = None) -> ImageSource
   _check_policy(_get(cfg, "small_images", "error"))
   builder = DATA_SOURCES.get(_get(cfg, "source", "embedded"), field="data.source")
   source = builder(cfg)
+  source.resize_shorter(int(_get(cfg, "shorter_side", 0) or 0))
   if min_size is not None:
     source.require_min_size(min_size)
   return source

@@ -20,6 +20,8 @@ without one):
   eval.source, eval.folder, eval.tfds_split
                           the split: data.source / data.folder / data.tfds_split of the
                           run unless set here
+  eval.embedded_split     the embedded photos scored: "held_out" (default; the three
+                          photos no config trains on), "train" or "all"
   eval.metrics            "psnr,ssim,l1,lpips,fid"
   eval.ssim_mode          "skimage" or "lama"
   eval.lpips_weights, eval.inception_weights
@@ -59,6 +61,7 @@ from inpaint_jax.data import image_io, sources
 from inpaint_jax.data import mask_sets as masks
 from inpaint_jax.evaluation import baselines, folders, report, scoring
 from inpaint_jax.inference import engine
+from inpaint_jax.metrics import pixel
 from inpaint_jax.weights import model_dir
 
 EVAL_DIR = "eval"
@@ -75,8 +78,8 @@ def center_square(image: np.ndarray, size: int) -> np.ndarray:
 def eval_source(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict):
   """The image source of the eval split: `data` with the `eval.*` overrides."""
   data = config.data.to_dict() if hasattr(config.data, "to_dict") else dict(config.data)
-  for field in ("source", "folder", "tfds_split"):
-    if ev[field]:
+  for field in ("source", "folder", "tfds_split", "embedded_split"):
+    if ev.get(field):
       data[field] = ev[field]
   data["small_images"] = "resize"   # every image is resized to eval.image_size anyway
   return sources.build_source(data)
@@ -175,13 +178,22 @@ def _networks(ev: ml_collections.ConfigDict, metrics: Sequence[str]) -> dict[str
 # Runs
 # ------------------------------------------------------------------------------------------
 def score_set(inpaint: Inpainter, images: Sequence[np.ndarray], names: Sequence[str],
-              holes: np.ndarray, scorer: scoring.Scorer, batch_size: int) -> float:
-  """Inpaints and scores `images` (S, S, 3) with `holes` (N, S, S); returns seconds."""
+              holes: np.ndarray, scorer: scoring.Scorer, batch_size: int,
+              hole_values: dict[str, list[np.ndarray]] | None = None) -> float:
+  """Inpaints and scores `images` (S, S, 3) with `holes` (N, S, S); returns seconds.
+
+  With `hole_values` ({name: []} for names of `pixel.HOLE_METRICS`), each batch's
+  hole-only scores are appended to its lists.
+  """
   t0 = time.perf_counter()
   for s in range(0, len(holes), batch_size):
     img = np.stack(images[s:s + batch_size])
     hole = holes[s:s + batch_size].astype(np.float32)
-    scorer.add(np.clip(inpaint(img, hole), 0.0, 1.0), img, hole, names[s:s + batch_size])
+    result = np.clip(inpaint(img, hole), 0.0, 1.0)
+    scorer.add(result, img, hole, names[s:s + batch_size])
+    if hole_values is not None:
+      for m, v in pixel.hole_metrics(result, img, hole).items():
+        hole_values[m].append(np.asarray(v, np.float64))
   return time.perf_counter() - t0
 
 
@@ -230,12 +242,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, checkpoint: str | None 
 
 
 class PeriodicEval:
-  """Metrics during training: the first `eval.periodic_n_images` of the first mask set.
+  """Metrics during training: `eval.periodic_n_images` examples of every mask set.
 
   Built once (images, masks and metric networks are prepared here); calling it with the
   generator and its variables returns flat scalars {"eval/<set>/<metric>": value} for
-  TensorBoard and metrics.jsonl. FID is left out unless Inception weights are configured
-  (and then computed on these few images, which only tracks a trend).
+  TensorBoard and metrics.jsonl: the configured metrics of the composite, and PSNR / SSIM
+  / L1 over the hole alone (`psnr_hole`, ...; `metrics.pixel.hole_metrics`). Example i
+  pairs mask i of a set with image i of the split; a split with fewer images than
+  examples (the three held-out embedded photos) is cycled, each pass with new masks.
+  FID is left out unless Inception weights are configured (and then computed on these
+  few images, which only tracks a trend). `set_name` is the first set, which
+  `best_metric` reads.
   """
 
   def __init__(self, config: ml_collections.ConfigDict):
@@ -244,10 +261,13 @@ class PeriodicEval:
     self.every_steps = int(config.get("eval_every_steps", 0) or 0)
     self.metrics = scoring.parse_metrics(ev.metrics, field="eval.metrics")
     source = eval_source(config, ev)
-    n = min(int(ev.periodic_n_images), len(source))
-    self.set_name, self.holes = mask_sets(ev, n, int(config.data.image_size))[0]
-    self.images = [center_square(source[i], self.holes.shape[1])
-                   for i in range(len(self.holes))]
+    n = int(ev.periodic_n_images)
+    self.sets = mask_sets(ev, n, int(config.data.image_size))
+    self.set_name, self.holes = self.sets[0]
+    raw = [source[i] for i in range(min(n, len(source)))]
+    self.images_by_set = [[center_square(raw[i % len(raw)], holes.shape[1])
+                           for i in range(len(holes))] for _, holes in self.sets]
+    self.images = self.images_by_set[0]
     self.nets = _networks(ev, self.metrics)
     self.batch_size = int(ev.batch_size)
     self.ssim_mode = ev.ssim_mode
@@ -261,14 +281,23 @@ class PeriodicEval:
     return self.every_steps > 0 and step % self.every_steps == 0
 
   def __call__(self, g_model: Any, variables: Any) -> dict[str, float]:
-    inpaint = engine.batch_inpainter(self.config, g_model, variables)
-    scorer = scoring.Scorer(self.metrics, lpips_fn=self.nets["lpips_fn"],
-                            fid_fn=self.nets["fid_fn"], unavailable=self.nets["unavailable"],
-                            ssim_mode=self.ssim_mode)
-    score_set(inpaint, self.images, [str(i) for i in range(len(self.holes))], self.holes,
-              scorer, self.batch_size)
-    res = scorer.results(per_image=False)
-    return {f"eval/{self.set_name}/{m}": float(res[m]) for m in self.metrics
-            if res.get(m) is not None}
+    return self.score(engine.batch_inpainter(self.config, g_model, variables))
+
+  def score(self, inpaint: Inpainter) -> dict[str, float]:
+    """{"eval/<set>/<metric>": mean} of `inpaint` (a model's or a baseline's) on every set."""
+    out = {}
+    for (set_name, holes), images in zip(self.sets, self.images_by_set, strict=True):
+      scorer = scoring.Scorer(self.metrics, lpips_fn=self.nets["lpips_fn"],
+                              fid_fn=self.nets["fid_fn"], unavailable=self.nets["unavailable"],
+                              ssim_mode=self.ssim_mode)
+      hole_values: dict[str, list[np.ndarray]] = {m: [] for m in pixel.HOLE_METRICS}
+      score_set(inpaint, images, [str(i) for i in range(len(holes))], holes, scorer,
+                self.batch_size, hole_values)
+      res = scorer.results(per_image=False)
+      out.update({f"eval/{set_name}/{m}": float(res[m]) for m in self.metrics
+                  if res.get(m) is not None})
+      out.update({f"eval/{set_name}/{m}": float(np.nanmean(np.concatenate(v)))
+                  for m, v in hole_values.items()})
+    return out
 
 

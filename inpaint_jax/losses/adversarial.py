@@ -164,9 +164,30 @@ def gradient_penalty(inputs: LossInputs) -> jax.Array:
   return jnp.mean(jnp.square(norm - 1.0))
 
 
-# The hinge GAN's generator loss (SN-PatchGAN / DeepFill v2) is the WGAN one,
-# -mean D(fake); only the discriminator losses differ.
-LOSSES.register("hinge_g")(wgan_g)
+HINGE_G_FORMS = ("mean", "relu")
+
+
+@LOSSES.register("hinge_g")
+@needs_discriminator
+def hinge_g(inputs: LossInputs, form: str = "mean") -> jax.Array:
+  """Generator side of the hinge GAN.
+
+  Args:
+    inputs: the loss inputs; `inputs.fake[0]` holds the (N, h, w, 1) logits D(fake).
+    form: mean: -mean D(fake), the WGAN form SN-PatchGAN / DeepFill v2 and most hinge
+      GANs train with (unbounded: it keeps pushing D(fake) up). relu: mean relu(1 -
+      D(fake)), DGFNet's Eq. (9): the same gradient while D(fake) < 1 and none once the
+      margin 1 is met.
+
+  Returns:
+    () the loss.
+  """
+  fake = inputs.fake[0]
+  if form == "mean":
+    return -jnp.mean(fake)
+  if form == "relu":
+    return jnp.mean(jax.nn.relu(1.0 - fake))
+  raise ValueError(f"hinge_g: form must be one of {', '.join(HINGE_G_FORMS)}, got {form!r}")
 
 
 @LOSSES.register("hinge_d")

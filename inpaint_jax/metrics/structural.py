@@ -90,3 +90,16 @@ def ssim(pred: jax.Array, target: jax.Array, *, mode: str = "skimage", data_rang
   blur = functools.partial(_separable_blur, taps=taps, pad=0 if mode == "skimage" else window // 2)
   return dm_pix.ssim(pred.astype(jnp.float32), target.astype(jnp.float32), max_val=data_range,
                      filter_size=window, filter_sigma=sigma, k1=k1, k2=k2, filter_fn=blur)
+
+
+def ssim_map(pred: jax.Array, target: jax.Array, *, window: int = 11,
+             sigma: float = 1.5) -> jax.Array:
+  """(N, H, W, C) SSIM map of two (N, H, W, C) images in [0, 1], zero padded ("lama" mode).
+
+  For scores over a region (the hole): the map's mean over all pixels is `ssim(...,
+  mode="lama")`.
+  """
+  taps = _gaussian_1d(window, sigma)
+  blur = functools.partial(_separable_blur, taps=taps, pad=window // 2)
+  return dm_pix.ssim(pred.astype(jnp.float32), target.astype(jnp.float32), max_val=1.0,
+                     filter_size=window, filter_sigma=sigma, filter_fn=blur, return_map=True)

@@ -148,7 +148,8 @@ class BatchNorm(nn.Module):
   axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, x: Array, *, train: bool, update: Array | bool | None = None) -> Array:
+  def __call__(self, x: Array, *, train: bool, update: Array | bool | None = None,
+               update_twice: Array | bool | None = None) -> Array:
     """Normalises x (N, ..., C); returns the same shape.
 
     Args:
@@ -162,6 +163,12 @@ class BatchNorm(nn.Module):
         computes all its refinement stages and keeps only those the mask asks for),
         so that a discarded call leaves the statistics as PyTorch, which never ran
         it, would. None: always update.
+      update_twice: optional traced 0-d boolean for train mode: where True the running
+        statistics are updated twice with this call's batch statistics, as PyTorch's
+        are when it runs the same layer twice on the same input (DCF skips its second
+        fusion pass, identical to the first under exact-arithmetic gates, and this
+        stands in for it). Two applications of PyTorch's rule, so
+        mean <- (1 - m)((1 - m) mean + m mu) + m mu. `update` False still wins.
     """
     c = x.shape[-1]
     ra_mean = self.variable("batch_stats", "mean",
@@ -205,10 +212,13 @@ class BatchNorm(nn.Module):
         # PyTorch stores the unbiased variance in running_var.
         unbiased = var * (n / max(n - 1, 1))
         m = self.momentum
-        new_mean = ((1.0 - m) * ra_mean.value + m * jax.lax.stop_gradient(
-            jnp.mean(mean, axis=0)).astype(self.param_dtype))
-        new_var = ((1.0 - m) * ra_var.value + m * jax.lax.stop_gradient(
-            jnp.mean(unbiased, axis=0)).astype(self.param_dtype))
+        batch_mean = jax.lax.stop_gradient(jnp.mean(mean, axis=0)).astype(self.param_dtype)
+        batch_var = jax.lax.stop_gradient(jnp.mean(unbiased, axis=0)).astype(self.param_dtype)
+        new_mean = (1.0 - m) * ra_mean.value + m * batch_mean
+        new_var = (1.0 - m) * ra_var.value + m * batch_var
+        if update_twice is not None:
+          new_mean = jnp.where(update_twice, (1.0 - m) * new_mean + m * batch_mean, new_mean)
+          new_var = jnp.where(update_twice, (1.0 - m) * new_var + m * batch_var, new_var)
         if update is not None:
           new_mean = jnp.where(update, new_mean, ra_mean.value)
           new_var = jnp.where(update, new_var, ra_var.value)

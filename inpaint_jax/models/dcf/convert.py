@@ -13,7 +13,11 @@ The widths and the stage count come from the tensors (`inpaint_jax.convert.dcf`)
 scale and blending settings from the saved config dict (else the official defaults);
 everything else from `configs/dcf.py` (or `--config`). The official code trained and
 ran with ImageNet-normalised images, so the converted config keeps `value_range=imagenet`
-and the official bug switches; the inference adapter normalises.
+and the official bug switches; the inference adapter normalises. The importance gate is
+the config's, `all` by default (every quarter kept: the official rule in exact
+arithmetic, so the output is the official module's with exact gates); the converter
+never sets it, and `--config.generator.importance_gate=official` gives the float
+emulation. Any `--config.*` override wins over the fields set here.
 """
 
 from __future__ import annotations

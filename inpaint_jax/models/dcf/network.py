@@ -17,10 +17,13 @@ centroid, resized back to the map size; attention of the current map (1x1 querie
 each crop (1x1 keys and values), softmax *without* any scaling, the attended values
 averaged over the four quarters, 3x3 conv + BN + ReLU, and `gamma * that + beta *
 features`; then two 3x3 conv + BN + ReLU. Every stage but the last scores its quarters
-(sum over hole queries of the attention mass) and runs the fusion a second time with
-only the quarters scoring at least the 0.85 quantile. The scores differ only by float
-rounding (softmax rows sum to 1), so which quarters survive is effectively arbitrary;
-the call argument `gates` injects the 0/1 gates of another implementation for tests.
+(sum over hole queries of the attention mass) and, in the official code, runs the
+fusion a second time with only the quarters scoring at least the 0.85 quantile. In exact
+arithmetic every score equals the number of hole cells on the H/16 grid (each softmax row
+sums to 1), so the 0.85 quantile of four equal numbers is that number and every gate is
+1: the second pass repeats the first. Only float rounding makes the scores differ, so
+the official float gates are effectively arbitrary (PyTorch disagrees with itself across
+thread counts); `importance_gate="all"` (default) takes the exact result.
 
 Dynamic scales: b = the largest hole bounding-box side in the *batch* (an empty mask
 counts min(H, W) // 2); scales min(b, max_scale_size), halved while >= min_scale_size,
@@ -42,8 +45,14 @@ Bug switches (faithful by default):
                   output is compared with ImageNet-normalised targets that it cannot
                   reach (range about [-2.1, 2.6]). symmetric: images are scaled to
                   [-1, 1] (2x - 1), which the tanh output can reach.
-  importance_gate official: gated second fusion pass (see above). all: every quarter is
-                  kept, which is what exact arithmetic gives; the second pass is skipped.
+  importance_gate all (default): every quarter is kept, which is what exact arithmetic
+                  gives. The second pass would repeat the first, so it is not run, but
+                  in train mode its BatchNorm updates the running statistics twice per
+                  gated stage, as the official second pass does.
+                  official: the float emulation: gates from our float32 scores and a
+                  gated second fusion pass. Not reproducible (rounding decides); the
+                  call argument `gates` injects another implementation's 0/1 gates for
+                  tests.
   importance_shape official: the scores read the mask nearest-resized to a map shape
                   guessed from H*W (largest divisor <= sqrt), transposed for some
                   non-square maps. fixed: the real (Hf, Wf).
@@ -88,7 +97,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 QUARTER_CROPS = ("official", "fixed")
 VALUE_RANGES = ("imagenet", "symmetric")
-IMPORTANCE_GATES = ("official", "all")
+IMPORTANCE_GATES = ("all", "official")
 IMPORTANCE_SHAPES = ("official", "fixed")
 
 
@@ -320,7 +329,7 @@ class DCF(nn.Module):
   boundary_dilation: int = 7
   quarter_crops: str = "official"
   value_range: str = "imagenet"
-  importance_gate: str = "official"
+  importance_gate: str = "all"
   importance_shape: str = "official"
   dtype: Any = None
 
@@ -328,7 +337,7 @@ class DCF(nn.Module):
     store_int_tuples(self, "encoder_depths", "decoder_depths")
     super().__post_init__()
 
-  def _validate(self, image: Array, mask: Array) -> None:
+  def _validate(self, image: Array, mask: Array, gates: Array | None) -> None:
     for field, value, accepted in (("quarter_crops", self.quarter_crops, QUARTER_CROPS),
                                    ("value_range", self.value_range, VALUE_RANGES),
                                    ("importance_gate", self.importance_gate, IMPORTANCE_GATES),
@@ -353,6 +362,9 @@ class DCF(nn.Module):
                        f"(N, H, W, 1), got {image.shape} and {mask.shape}")
     if min(image.shape[1:3]) < 16:
       raise ValueError(f"DCF needs H, W >= 16 (four 2x2 pools), got {image.shape[1:3]}")
+    if gates is not None and self.importance_gate != "official":
+      raise ValueError("injected gates need config field generator.importance_gate="
+                       f"'official', got {self.importance_gate!r}")
 
   # --- layers named after the official state_dict prefixes -------------------------------
   def _conv(self, name: str, x: Array, features: int, k: int = 3) -> Array:
@@ -401,7 +413,9 @@ class DCF(nn.Module):
     beta = self.param(f"{p}.beta".replace(".", "_"), nn.initializers.ones, (1,))
 
     def fuse(quarters: Array, feats: Array, gate: Array | None, train: bool,
-             update: Array) -> tuple[Array, Array]:
+             update: Array, update_twice: Array | None = None) -> tuple[Array, Array]:
+      """(N, 4, Hf, Wf, C) quarters, (N, Hf, Wf, C) map -> (fused (N, Hf, Wf, C),
+      attention (N, 4, Hf * Wf, Hf * Wf))."""
       n, hf, wf, _ = feats.shape
       q = q_conv(feats).reshape(n, hf * wf, dq)
       flat = quarters.reshape((n * 4,) + quarters.shape[2:])
@@ -413,7 +427,8 @@ class DCF(nn.Module):
       used = attention if gate is None else attention * gate[:, :, None, None]
       out = jnp.einsum("nqpk,nqkc->nqpc", used, v, precision=hp)
       out = jnp.mean(out, axis=1).reshape(n, hf, wf, c)           # mean over 4, gated or not
-      post = nn.relu(post_bn(post_conv(out), train=train, update=update))
+      post = nn.relu(post_bn(post_conv(out), train=train, update=update,
+                             update_twice=update_twice))
       return gamma * post + beta * feats, attention
 
     return fuse
@@ -435,7 +450,10 @@ class DCF(nn.Module):
       quarters = quarter_crops(current, centres, scales[i], image_hw, self.quarter_crops)
       self.sow("intermediates", f"stage{i}_quarters", quarters)
       fuse = self._fusion_layers(i)
-      fused, attention = fuse(quarters, current, None, train, active)
+      # Exact gates: the official second pass of a gated stage repeats the first, and
+      # its only trace is the second update of the fusion BN's running statistics.
+      twice = gated if self.importance_gate == "all" else None
+      fused, attention = fuse(quarters, current, None, train, active, twice)
       self.sow("intermediates", f"stage{i}_attention", attention)
       scores = importance_scores(attention, mask, current.shape[1:3], self.importance_shape)
       all_scores.append(scores)
@@ -447,6 +465,8 @@ class DCF(nn.Module):
         # The gated pass runs (and updates its BN) only on stages that are not the last.
         fused2, _ = fuse(quarters, current, gate, train, gated)
         fused = jnp.where(gated, fused2, fused)
+      elif i < self.refinement_stages - 1:
+        used_gates.append(jnp.ones_like(scores))
       self.sow("intermediates", f"stage{i}_fused", fused)
       out = self._cbr(f"{pr}.stage_processors.{i}", fused, self.hidden_dim, train,
                       update=active)
@@ -498,7 +518,8 @@ class DCF(nn.Module):
       mask: (N, H, W, 1), 1 = hole.
       train: BatchNorm in train mode (pass `mutable=['batch_stats']`) or eval mode.
       gates: optional (refinement_stages - 1, N, 4) 0/1 gates replacing the computed
-        importance gates (tests against another implementation).
+        float gates; only with `importance_gate="official"` (tests against another
+        implementation).
       model_space: see `image`.
 
     Returns:
@@ -509,10 +530,11 @@ class DCF(nn.Module):
        "raw_model", "output_model": (N, H, W, 3) the tanh output and the composite in the
          network's value range, "stages_model": the stage outputs likewise,
        "stage_features": [(N, Hf, Wf, hidden_dim)], "num_stages": () int32,
-       "scores": (stages, N, 4), "gates": (stages - 1, N, 4) the gates used}.
+       "scores": (stages, N, 4), "gates": (stages - 1, N, 4) the gates used (all ones
+         with `importance_gate="all"`)}.
       With `mutable=['intermediates']` the taps are sown under `intermediates`.
     """
-    self._validate(image, mask)
+    self._validate(image, mask, gates)
     vr = self.value_range
     mask = mask.astype(jnp.float32)
     x_model = image.astype(jnp.float32) if model_space else to_model_space(

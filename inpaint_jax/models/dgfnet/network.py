@@ -13,14 +13,20 @@ Three parts, trained together:
   predicts the texture map T of the whole image (linear output, `texture`). Its
   target is the texture of the ground truth, `image - RTV(image)`, returned as
   `texture_target` in train mode (it depends on the image only).
-* **fusion network**: four cascaded difference perception fusion modules (DPFM),
+* **fusion network**: a feature encoder per stream (the paper: the coarse result and
+  the generated texture "are firstly coded as features F_c and F_t by several
+  convolution layers"), four cascaded difference perception fusion modules (DPFM),
   every convolution stride 2, then a decoder back to full resolution with skips
-  from the coarse branch at each scale. DPFM, as the paper writes it:
+  from the coarse branch at each scale. DPFM, with our reading of Eq. (4):
 
       W_c, W_t = split(sigmoid(BN(conv(cat(F_c, F_t)))))
       F_c' = BN(W_c * LReLU(conv(F_c)))
       F_t' = BN(W_t * LReLU(conv(F_t)))
-      output cat(F_c', F_t'); the next DPFM reads F_c', F_t'.
+      the next DPFM reads F_c', F_t'; after the last one, cat(F_c', F_t').
+
+  The paper's Eq. (4) prints cat(F_c, F_c); we read it as cat(F_c', F_t') (the
+  duplicate would drop the texture stream the module exists to fuse), formed after the
+  last DPFM only.
 
 Layout (widths for the defaults; all convs 3x3, padding 1, no bias before a BN):
 
@@ -30,9 +36,11 @@ Layout (widths for the defaults; all convs 3x3, padding 1, no bias before a BN):
     mid_j  residual block: conv dil 2, BN, LReLU, conv dil 2, BN, + input   H/16
     dec_i  nearest x2, cat(skip), conv s1 -> width of the skip, BN, LReLU   H/8 .. H
     head   conv 3x3 -> 3 (bias, linear)                                  H
-  fusion network (`fuse_widths` = 64, 128, 256, 256):
-    F_c^0 = mask * I_c + (1 - mask) * M          (the coarse composite)
-    F_t^0 = mask * T + (1 - mask) * T_in         (the texture composite)
+  fusion network (`encoder_widths` = 32, 32; `fuse_widths` = 64, 128, 256, 256):
+    C = mask * I_c + (1 - mask) * M              (the coarse composite)
+    T' = mask * T + (1 - mask) * T_in            (the texture composite)
+    encoder_c, encoder_t: per layer conv s1, BN, LReLU(0.2) -> F_c^0, F_t^0   H
+      (`feature_encoders=False`: F_c^0 = C and F_t^0 = T', the 3-channel images)
     dpfm_k, k = 1..4: F^k at H / 2**k, fuse_widths[k-1] channels per stream
     x = cat(F_c^4, F_t^4)                        (H/16)
     up_3 .. up_0: nearest x2 of x, cat(the coarse branch's feature at that scale:
@@ -160,6 +168,25 @@ class TextureBranch(nn.Module):
     return Conv(3, 3, padding=1, dtype=self.dtype, name="head")(x).astype(jnp.float32)
 
 
+class StreamEncoder(nn.Module):
+  """A stream's feature encoder before the DPFMs: per width, conv 3x3 s1 + BN + LReLU(0.2).
+
+  Attributes:
+    widths: output channels of each layer (full resolution).
+    dtype: computation dtype.
+  """
+
+  widths: Sequence[int] = (32, 32)
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: Array, *, train: bool) -> Array:
+    """(N, H, W, C) -> (N, H, W, widths[-1])."""
+    for i, c in enumerate(self.widths):
+      x = ConvBNAct(c, dtype=self.dtype, name=f"layer_{i}")(x, train=train)
+    return x
+
+
 class DPFM(nn.Module):
   """Difference perception fusion module (stride 2), or its ablations.
 
@@ -207,6 +234,10 @@ class DGFNet(nn.Module):
       `return_features=True` and must then return `features` with SKIP_KEYS.
     texture_branch: False = the baseline without RTV, texture branch and DPFM.
     fusion: dpfm (the paper) | concat (the no-DPFM ablation).
+    feature_encoders: encode each stream (coarse composite, texture composite) with a
+      `StreamEncoder` before DPFM-1, as the paper describes; False: DPFM-1 reads the
+      3-channel composites directly (the form before the encoders were added).
+    encoder_widths: the encoders' layer widths (both streams; full resolution).
     tex_widths: texture branch encoder widths (H/2 ... H/16).
     tex_res_blocks: residual blocks at the texture branch's coarsest level.
     fuse_widths: per-stream widths of the four DPFMs (H/2 ... H/16).
@@ -221,6 +252,8 @@ class DGFNet(nn.Module):
   coarse: Any = None
   texture_branch: bool = True
   fusion: str = "dpfm"
+  feature_encoders: bool = True
+  encoder_widths: Sequence[int] = (32, 32)
   tex_widths: Sequence[int] = (64, 128, 256, 512)
   tex_res_blocks: int = 1
   fuse_widths: Sequence[int] = (64, 128, 256, 256)
@@ -235,7 +268,7 @@ class DGFNet(nn.Module):
 
   def __post_init__(self):
     object.__setattr__(self, "coarse", _freeze(self.coarse or {"name": "rfr"}))
-    store_int_tuples(self, "tex_widths", "fuse_widths")
+    store_int_tuples(self, "tex_widths", "fuse_widths", "encoder_widths")
     super().__post_init__()
 
   def setup(self):
@@ -248,6 +281,10 @@ class DGFNet(nn.Module):
     if len(self.tex_widths) != 4:
       raise ValueError(f"config field generator.tex_widths needs 4 widths (H/2 ... H/16), "
                        f"got {self.tex_widths}")
+    if self.feature_encoders and (not self.encoder_widths
+                                  or min(self.encoder_widths) < 1):
+      raise ValueError("config field generator.encoder_widths needs at least one positive "
+                       f"width with feature_encoders=True, got {self.encoder_widths}")
     coarse = _thaw(self.coarse)
     if coarse.get("name") == "dgfnet":
       raise ValueError("config field generator.coarse.name: the coarse branch cannot be dgfnet")
@@ -256,6 +293,10 @@ class DGFNet(nn.Module):
     self.coarse_net = factory.build_module(GENERATORS, coarse, "generator.coarse", self.dtype)
     if self.texture_branch:
       self.texture_net = TextureBranch(self.tex_widths, self.tex_res_blocks, dtype=self.dtype)
+    if self.feature_encoders:
+      self.encoder_c = StreamEncoder(self.encoder_widths, dtype=self.dtype)
+      if self.texture_branch:
+        self.encoder_t = StreamEncoder(self.encoder_widths, dtype=self.dtype)
     gated = self.fusion == "dpfm" and self.texture_branch
     self.dpfms = [DPFM(c, gated=gated, dtype=self.dtype, name=f"dpfm_{k + 1}")
                   for k, c in enumerate(self.fuse_widths)]
@@ -324,8 +365,13 @@ class DGFNet(nn.Module):
 
     cast = (lambda a: a) if self.dtype is None else (lambda a: a.astype(self.dtype))
     f_c, f_t = cast(f_c), None if f_t is None else cast(f_t)
+    if self.feature_encoders:
+      f_c = self.encoder_c(f_c, train=train)
+      if f_t is not None:
+        f_t = self.encoder_t(f_t, train=train)
     for dpfm in self.dpfms:
       f_c, f_t = dpfm(f_c, f_t, train=train)
+    # Eq. (4) read as cat(F_c', F_t'), after the last DPFM only.
     x = f_c if f_t is None else jnp.concatenate([f_c, f_t], axis=-1)
     for key, up in zip(SKIP_KEYS, self.ups, strict=True):
       skip = features[key]

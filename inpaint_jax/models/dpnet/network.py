@@ -27,8 +27,9 @@ we chose the rest (README section "DPNet" says which is which):
 Dynamic normalisation = region normalisation (`region_norm.RegionNorm`: separate statistics
 and affine parameters for the valid and hole regions) driven by the *updated* mask of the
 level. Ablation switches (`pyconv`, `pam`, `dynamic_norm`) switch each idea off:
-`pyconv=False` uses one 3x3 conv per encoder level (and 3x3 mask updates), `pam=False`
-drops the attention, `dynamic_norm=False` normalises with `static_norm`: region norm driven
+`pyconv=False` uses one 3x3 conv per encoder level after the 7x7 stem, which stays (and
+3x3 mask updates), `pam=False` drops the attention, `dynamic_norm=False` normalises with
+`static_norm`: region norm driven
 by the input mask resized to each level by nearest (RN's own rule, "region") or BatchNorm
 ("batch").
 
@@ -103,7 +104,8 @@ class DPNet(nn.Module):
     widths: encoder channels per level; their number is the depth (H and W must be
       multiples of 2**depth).
     stem_kernel: kernel of the level-0 conv (odd).
-    pyconv: PyConv encoder (False: one 3x3 conv per level).
+    pyconv: PyConv encoder (False: one 3x3 conv per level after the stem; level 0 keeps
+      its `stem_kernel` conv).
     pam: pyramidal attention in the decoder.
     dynamic_norm: region normalisation driven by the updated masks.
     static_norm: the norm when dynamic_norm is False: region | batch.
