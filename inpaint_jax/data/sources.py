@@ -139,7 +139,10 @@ def to_rgb_uint8(image: Image.Image | np.ndarray, *, what: str = "image") -> np.
 
 
 def upscale_to_min_side(image: np.ndarray, min_size: int) -> np.ndarray:
-  """Bicubic upscale of (H, W, 3) uint8 so that min(H, W) == min_size (aspect kept)."""
+  """Bicubic resize of (H, W, 3) uint8 so that min(H, W) == min_size (aspect kept).
+
+  Up (the "resize" small-image policy) or down (`data.shorter_side`).
+  """
   h, w = image.shape[:2]
   scale = min_size / min(h, w)
   # Round up so that neither side ends a pixel short of the crop.
@@ -261,11 +264,7 @@ class ImageSource(abc.ABC):
     cached = self._resized.get(record)
     if cached is not None:
       return cached
-    h, w = image.shape[:2]
-    scale = self.shorter_side / min(h, w)
-    new_h = max(self.shorter_side, round(h * scale))
-    new_w = max(self.shorter_side, round(w * scale))
-    out = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BICUBIC))
+    out = upscale_to_min_side(image, self.shorter_side)
     if self._num_records() <= _MAX_RESIZED_CACHE:
       out.setflags(write=False)  # shared between calls: nobody may edit it in place
       with self._lock:
