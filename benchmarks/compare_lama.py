@@ -113,6 +113,36 @@ def matmul_peak(runs: int) -> dict[str, float]:
               jax_best_gflops=round(flop / min(r["wall"] for r in t_jax) / 1e9, 1))
 
 
+def alternate(jax_step, t_step, args: argparse.Namespace
+              ) -> tuple[dict[str, object], dict[str, object]]:
+  """Warms both steps up, then times them alternately; (JAX summary, torch summary).
+
+  `args` gives `warmup`, `runs`, `pause` (seconds before each run) and `max_other`.
+  """
+  for _ in range(args.warmup):
+    jax_step()
+    t_step()
+  jr, tr = [], []
+  for _ in range(args.runs):
+    time.sleep(args.pause)
+    jr.append(timed(jax_step))
+    time.sleep(args.pause)
+    tr.append(timed(t_step))
+  return summarise(jr, args.max_other), summarise(tr, args.max_other)
+
+
+def add_rates(out: dict[str, object], gflop: float | None,
+              peak: dict[str, float] | None) -> None:
+  """Adds GFLOP/s of both sides (and % of the torch matmul peak) to a case's JSON line."""
+  if not gflop:
+    return
+  out["jax_gflops"] = round(gflop / out["jax"]["median_s"], 1)
+  out["torch_gflops"] = round(gflop / out["torch"]["median_s"], 1)
+  if peak:
+    out["jax_pct_peak"] = round(100 * out["jax_gflops"] / peak["torch_gflops"], 1)
+    out["torch_pct_peak"] = round(100 * out["torch_gflops"] / peak["torch_gflops"], 1)
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--config", default="configs/lama.py")
@@ -148,23 +178,10 @@ def main() -> None:
     net = torch_lama.FFCResNetGenerator(ngf=g.ngf, n_downsampling=g.n_downsampling,
                                         n_blocks=g.n_blocks, ratio=g.ratio_g)
     t_step = torch_step(net, mode, size, args.batch)
-    for _ in range(args.warmup):
-      jax_step()
-      t_step()
-    jr, tr = [], []
-    for _ in range(args.runs):
-      time.sleep(args.pause)
-      jr.append(timed(jax_step))
-      time.sleep(args.pause)
-      tr.append(timed(t_step))
-    js, ts = summarise(jr, args.max_other), summarise(tr, args.max_other)
+    js, ts = alternate(jax_step, t_step, args)
     out = dict(case=f"{args.variant} {mode} {size} b{args.batch}", jax=js, torch=ts,
-               ratio=round(js["median_s"] / ts["median_s"], 3), gflop=info["gflop"],
-               jax_gflops=round(info["gflop"] / js["median_s"], 1),
-               torch_gflops=round(info["gflop"] / ts["median_s"], 1))
-    if peak:
-      out["jax_pct_peak"] = round(100 * out["jax_gflops"] / peak["torch_gflops"], 1)
-      out["torch_pct_peak"] = round(100 * out["torch_gflops"] / peak["torch_gflops"], 1)
+               ratio=round(js["median_s"] / ts["median_s"], 3), gflop=info["gflop"])
+    add_rates(out, info["gflop"], peak)
     print(json.dumps(out), flush=True)
     del net, t_step, jax_step
     np.random.seed(0)

@@ -29,7 +29,6 @@ import functools
 import importlib.util
 import json
 import os
-import time
 
 import compare_lama
 import numpy as np
@@ -155,26 +154,11 @@ def main() -> None:
     gflop = None if args.skip_flops else unrolled_gflop(config, mode)
     jax_step, info = bench.prepare_model(config, mode)
     t_step = torch_step(net, mode, image, hole)
-    for _ in range(args.warmup):
-      jax_step()
-      t_step()
-    jr, tr = [], []
-    for _ in range(args.runs):
-      time.sleep(args.pause)
-      jr.append(compare_lama.timed(jax_step))
-      time.sleep(args.pause)
-      tr.append(compare_lama.timed(t_step))
-    js = compare_lama.summarise(jr, args.max_other)
-    ts = compare_lama.summarise(tr, args.max_other)
+    js, ts = compare_lama.alternate(jax_step, t_step, args)
     out = dict(case=f"rfr {args.variant} {mode} {size} b{args.batch}", jax=js, torch=ts,
                ratio=round(js["median_s"] / ts["median_s"], 3), max_abs_diff=diff,
                compile_s=info["compile_s"], gflop=gflop)
-    if gflop:
-      out["jax_gflops"] = round(gflop / js["median_s"], 1)
-      out["torch_gflops"] = round(gflop / ts["median_s"], 1)
-      if peak:
-        out["jax_pct_peak"] = round(100 * out["jax_gflops"] / peak["torch_gflops"], 1)
-        out["torch_pct_peak"] = round(100 * out["torch_gflops"] / peak["torch_gflops"], 1)
+    compare_lama.add_rates(out, gflop, peak)
     print(json.dumps(out), flush=True)
     del net, t_step, jax_step
 
