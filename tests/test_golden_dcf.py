@@ -122,14 +122,27 @@ def test_structure_and_mask_analysis(golden):
   assert int(sizes[0]) == 12 and np.asarray(centres).tolist() == [[20.0, 12.0]]
 
 
+def _output_errors(out: dict, ref: dict, phase: str, features: bool = False
+                   ) -> dict[str, float]:
+  """Max abs errors of the generator's outputs against `ref`'s `<phase>/...` arrays.
+
+  With `features`, the three stages' features too, relative to their largest value.
+  """
+  errs = {"output": err(out["output_model"], ref[f"{phase}/output"]),
+          "raw": err(out["raw_model"], ref[f"{phase}/raw_output"]),
+          "blend_map": err(out["blend_map"], ref[f"{phase}/blend_map"])}
+  for s in range(3):
+    errs[f"stage{s}"] = err(out["stages_model"][s], ref[f"{phase}/stage_outputs/{s}"])
+    if features:
+      r = ref[f"{phase}/stage_features/{s}"]
+      errs[f"features{s}"] = err(out["stage_features"][s], r) / max(1.0, np.abs(r).max())
+  return errs
+
+
 def test_eval_outputs_taps_and_scores(golden, eval_run):
   z, *_ = golden
   out, taps = eval_run
-  errs = {"output": err(out["output_model"], z["eval/output"]),
-          "raw": err(out["raw_model"], z["eval/raw_output"]),
-          "blend_map": err(out["blend_map"], z["eval/blend_map"])}
-  for s in range(3):
-    errs[f"stage{s}"] = err(out["stages_model"][s], z[f"eval/stage_outputs/{s}"])
+  errs = _output_errors(out, z, "eval")
   print(f"\n[dcf golden eval] {errs}")
   for k in ("output", "raw", "blend_map"):
     assert errs[k] <= ATOL, k
@@ -333,13 +346,7 @@ def test_exact_gates_eval(exact):
   z = exact[0]
   out = jax.jit(lambda v, x, m: gen.apply(v, x, m, train=False, model_space=True))(
       variables, nhwc(z["io/image"]), nhwc(z["io/mask"]))
-  errs = {"output": err(out["output_model"], e["eval/output"]),
-          "raw": err(out["raw_model"], e["eval/raw_output"]),
-          "blend_map": err(out["blend_map"], e["eval/blend_map"])}
-  for s in range(3):
-    errs[f"stage{s}"] = err(out["stages_model"][s], e[f"eval/stage_outputs/{s}"])
-    ref = e[f"eval/stage_features/{s}"]
-    errs[f"features{s}"] = err(out["stage_features"][s], ref) / max(1.0, np.abs(ref).max())
+  errs = _output_errors(out, e, "eval", features=True)
   print(f"\n[dcf exact gates eval] {errs} (features relative to their largest value)")
   for k, v in errs.items():
     assert v <= (STAGE_ATOL if k.startswith("stage") else ATOL), k   # ATOL = TAP_RTOL
@@ -381,13 +388,7 @@ def test_exact_gates_train_step_and_batchnorm(exact):
   assert float(value2) == float(value)   # train mode reads no running statistics
 
   np.testing.assert_allclose(float(value), e["train/loss_l1"], rtol=LOSS_RTOL)
-  errs = {"output": err(out["output_model"], e["train/output"]),
-          "raw": err(out["raw_model"], e["train/raw_output"]),
-          "blend_map": err(out["blend_map"], e["train/blend_map"])}
-  for s in range(3):
-    errs[f"stage{s}"] = err(out["stages_model"][s], e[f"train/stage_outputs/{s}"])
-    ref = e[f"train/stage_features/{s}"]
-    errs[f"features{s}"] = err(out["stage_features"][s], ref) / max(1.0, np.abs(ref).max())
+  errs = _output_errors(out, e, "train", features=True)
   for k, v in errs.items():
     assert v <= (STAGE_ATOL if k.startswith("stage") else ATOL), k
   rels = {}
