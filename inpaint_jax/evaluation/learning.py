@@ -35,8 +35,9 @@ from PIL import Image, ImageDraw
 
 from inpaint_jax.config_lib import eval_settings
 from inpaint_jax.evaluation import baselines, runner
+from inpaint_jax.metrics import pixel
 
-CURVE_METRICS = ("psnr_hole", "ssim_hole", "l1_hole")
+CURVE_METRICS = pixel.HOLE_METRICS   # the hole-only scores: what the curves show
 DEFAULT_MASKS = "irregular_20_30,thick_256"
 LEARNING_JSON = "learning.json"
 LEARNING_PNG = "learning.png"
@@ -209,14 +210,3 @@ def plot(learning: dict[str, Any], path: str, metrics: Sequence[str] = CURVE_MET
       draw.text((x0 + _PANEL_W - 60, y0 + 4), "this run", fill=_COLOURS["run"])
   canvas.save(path)
 
-
-def as_table_row(learning: dict[str, Any], set_name: str | None = None) -> dict[str, Any]:
-  """The final point's hole metrics and the baselines' (for the README table)."""
-  set_name = set_name or learning["mask_sets"][0]
-  final = learning["final"]
-  row = {"steps": final.get("step"), "minutes": final.get("train_minutes")}
-  for m in CURVE_METRICS:
-    row[m] = final.get(f"{set_name}/{m}")
-    for name, scores in learning["baselines"].items():
-      row[f"{name}/{m}"] = scores.get(f"{set_name}/{m}")
-  return row
