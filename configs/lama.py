@@ -100,9 +100,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # LaMa's training masks (abl-04-256-mh-dist): irregular strokes or boxes, 50/50.
   c.masks = mask_config("lama_mixed")
 
+  # fft_impl: the Fourier units' transforms, fft (jnp.fft) | matmul (real DFT matrices at the
+  # feature size; same weights, same output to float32 noise; the ONNX export switches to it).
   c.generator = ml_collections.ConfigDict(dict(
       name="ffc_resnet", ngf=64, n_downsampling=3, n_blocks=9, ratio_g=0.75,
-      enable_lfu=False))
+      enable_lfu=False, fft_impl="fft"))
   c.discriminator = ml_collections.ConfigDict(dict(name="nlayer", ndf=64, n_layers=4))
 
   # Adam, G 1e-3 / D 1e-4, PyTorch betas, Lightning gradient_clip_val 1 per

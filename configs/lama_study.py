@@ -132,7 +132,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.generator = ml_collections.ConfigDict(dict(
       name="ffc_resnet", ngf=64, n_downsampling=3, n_blocks=9, ratio_g=0.6, enable_lfu=False,
-      share_block_weights=True, use_bias=True, l2g_spectral=a.variant == "conv_change"))
+      share_block_weights=True, use_bias=True, l2g_spectral=a.variant == "conv_change",
+      fft_impl="fft"))  # fft | matmul (see configs/lama.py)
   # PatchGAN 3->64->128->256 (stride 2) ->512 (stride 1) ->1, k4 pad 2.
   c.discriminator = ml_collections.ConfigDict(dict(
       name="nlayer", ndf=64, n_layers=3, norm="instance" if wgan else "batch",

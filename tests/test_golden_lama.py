@@ -76,6 +76,18 @@ def test_eval_non_square(golden):
   assert err <= ATOL
 
 
+@pytest.mark.parametrize("io", ["io", "io2"])
+def test_eval_output_matmul_dft(golden, io):
+  """`fft_impl="matmul"` (the ONNX export's Fourier units): same weights, same tolerance."""
+  data, _, variables, gen = golden
+  gen = gen.clone(fft_impl="matmul")
+  out = jax.jit(functools.partial(gen.apply, train=False))(
+      variables, nhwc(data[f"{io}/image"]), nhwc(data[f"{io}/mask"]))
+  err = max_err(out["pred"], data[f"{io}/output_eval"])
+  print(f"\n[golden] {io}/output_eval with fft_impl=matmul max abs err {err:.3g}")
+  assert err <= ATOL
+
+
 def test_train_output_bn_stats_and_grads(golden):
   data, _, variables, gen = golden
   img, msk = nhwc(data["io/image"]), nhwc(data["io/mask"])

@@ -33,6 +33,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 Array = jax.Array
@@ -97,6 +98,51 @@ def pad2d(x: Array, pad: Pad, mode: str = "zeros") -> Array:
           f"reflect padding {(top, bottom, left, right)} needs a larger input than {h}x{w}")
     return jnp.pad(x, widths, mode="reflect")
   return jnp.pad(x, widths)
+
+
+@functools.lru_cache(maxsize=256)
+def bilinear_weights(n_in: int, n_out: int) -> np.ndarray:
+  """(n_in, n_out) float32: column j holds the weights of output sample j.
+
+  The rule of `jax.image.resize(..., "bilinear", antialias=False)` and PyTorch's
+  `F.interpolate(mode="bilinear", align_corners=False)`: half-pixel centres, source
+  position (j + 0.5) * n_in / n_out - 0.5, weights normalised over the taps inside the
+  input. Computed on the host in float32 with the operations of jax's
+  `compute_weight_mat`, so the matrix is bit for bit the one `jax.image.resize` builds.
+  """
+  f32 = np.float32
+  inv_scale = f32(1.0 / (n_out / n_in))
+  sample = (np.arange(n_out, dtype=f32) + f32(0.5)) * inv_scale - f32(0.0) - f32(0.5)
+  x = np.abs(sample[None, :] - np.arange(n_in, dtype=f32)[:, None])
+  w = np.maximum(f32(0.0), f32(1.0) - np.abs(x))
+  total = np.sum(w, axis=0, keepdims=True, dtype=f32)
+  w = np.where(np.abs(total) > 1000.0 * float(np.finfo(f32).eps),
+               w / np.where(total != 0, total, f32(1.0)), f32(0.0))
+  inside = (sample >= -0.5) & (sample <= n_in - 0.5)
+  return np.where(inside[None, :], w, f32(0.0)).astype(f32)
+
+
+def resize_bilinear(x: Array, height: int, width: int) -> Array:
+  """(N, H, W, C) -> (N, height, width, C): bilinear, align_corners=False, no anti-aliasing.
+
+  `jax.image.resize(x, ..., "bilinear", antialias=False)` written as its two constant
+  weight matrices (`bilinear_weights`) in one einsum, which is what that function computes;
+  written out so that the batch may be symbolic in exported graphs (ONNX converters take
+  the einsum, not a resize of a symbolic shape).
+  """
+  h, w = x.shape[1:3]
+  if (h, w) == (height, width):
+    return x
+  x = x.astype(jnp.promote_types(x.dtype, jnp.float32)) if not jnp.issubdtype(
+      x.dtype, jnp.floating) else x
+  specs, matrices, out = ["nhwc"], [], list("nhwc")
+  for axis, n_in, n_out, new in ((1, h, height, "i"), (2, w, width, "j")):
+    if n_in != n_out:
+      specs.append("nhwc"[axis] + new)
+      matrices.append(jnp.asarray(bilinear_weights(n_in, n_out), x.dtype))
+      out[axis] = new
+  spec = ",".join(specs) + "->" + "".join(out)
+  return jnp.einsum(spec, x, *matrices, precision=lax.Precision.HIGHEST)
 
 
 def torch_kernel_init(in_axis: int = -2, out_axis: int = -1) -> Initializer:
@@ -242,6 +288,54 @@ def loop_conv_grads() -> Iterator[None]:
     _LOOP_CONV_GRADS.reset(token)
 
 
+_UNROLL_LOOPS: contextvars.ContextVar[bool] = contextvars.ContextVar("unroll_loops",
+                                                                    default=False)
+
+
+@contextlib.contextmanager
+def unrolled_loops() -> Iterator[None]:
+  """Within this context, modules unroll their weight-shared loops when nothing is carried.
+
+  `flax.linen.scan` reads its carry's shapes with `jnp.shape`, which graph converters
+  (jax2onnx) replace by a traced op, so a scanned body cannot be converted. The ONNX export
+  traces under this context: RFR-Net (and DGFNet's RFR-Net branch) then call their
+  recurrence as a Python loop over the same module (same variables, same operations) when
+  no BatchNorm statistics are carried (eval mode). Everything else traces as usual.
+  """
+  token = _UNROLL_LOOPS.set(True)
+  try:
+    yield
+  finally:
+    _UNROLL_LOOPS.reset(token)
+
+
+def loops_unrolled() -> bool:
+  """True inside `unrolled_loops()`."""
+  return _UNROLL_LOOPS.get()
+
+
+_PLAIN_CONVS: contextvars.ContextVar[bool] = contextvars.ContextVar("plain_convs",
+                                                                   default=False)
+
+
+@contextlib.contextmanager
+def plain_convs() -> Iterator[None]:
+  """Within this context every convolution is one `lax.conv_general_dilated`.
+
+  The faster CPU forms (a few output channels as shifted sums of per-tap products,
+  strided convs with product gradients) are for XLA; a graph converter turns the shifted
+  sums into a slice, squeeze and add per tap, which for the small test models makes
+  most of the ONNX graph (and its conversion time, which grows with the square of the
+  graph). The ONNX export traces under this context; the sums are the same up to the
+  order of the float additions.
+  """
+  token = _PLAIN_CONVS.set(True)
+  try:
+    yield
+  finally:
+    _PLAIN_CONVS.reset(token)
+
+
 def _conv_stride1(x: Array, kernel: Array, dilation: tuple[int, int],
                   pads: tuple[tuple[int, int], tuple[int, int]]) -> Array:
   return lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding=pads,
@@ -332,6 +426,10 @@ def _conv_valid(x: Array, kernel: Array, strides: tuple[int, int],
       and not (concrete and 4 * n * ho * wo <= cout)):
     return _conv_explicit_grads(x, kernel, (dh, dw), pads)
   x = pad2d(x, pads)
+  if _PLAIN_CONVS.get():
+    return lax.conv_general_dilated(x, kernel, window_strides=strides, padding="VALID",
+                                    rhs_dilation=dilation,
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
   if (kh, kw, sh, sw) == (1, 1, 1, 1):
     return _matmul(x.reshape(-1, cin), kernel.reshape(cin, cout)).reshape(n, h, w, cout)
   if cout < 8 and kh * kw > 1 and (sh, sw) == (1, 1):
@@ -388,15 +486,24 @@ def _conv_transpose_phases(x: Array, kernel: Array, strides: tuple[int, int],
     hi = m + (d_max - d_min) - size - lo
     plan.append((taps, d_min, d_max - d_min + 1, m, lo, hi, s))
   (taps_h, dmin_h, kh2, mh, lo_h, hi_h, sh), (taps_w, dmin_w, kw2, mw, lo_w, hi_w, sw) = plan
-  big = jnp.zeros((kh2, kw2, cin, sh, sw, cout), kernel.dtype)
-  for rh in range(sh):
-    for d_h, t_h in taps_h[rh]:
-      for rw in range(sw):
-        for d_w, t_w in taps_w[rw]:
-          big = big.at[d_h - dmin_h, d_w - dmin_w, :, rh, rw].set(kernel[t_h, t_w])
+  # big[i, j, :, rh, rw, :] = kernel[tap of offset i in phase rh, tap of j in phase rw], or
+  # zeros; built by stacking rather than scattered (`.at[].set`), which ONNX converters
+  # expand into dozens of index-checking nodes per layer.
+  tap_h = [{d - dmin_h: t for d, t in taps_h[r]} for r in range(sh)]
+  tap_w = [{d - dmin_w: t for d, t in taps_w[r]} for r in range(sw)]
+  zero = jnp.zeros((cin, cout), kernel.dtype)
+
+  def block(i, j):   # (cin, sh * sw, cout)
+    return jnp.stack([kernel[tap_h[rh][i], tap_w[rw][j]]
+                      if i in tap_h[rh] and j in tap_w[rw] else zero
+                      for rh in range(sh) for rw in range(sw)], axis=1)
+
+  big = jnp.stack([jnp.stack([block(i, j) for j in range(kw2)]) for i in range(kh2)])
   big = big.reshape(kh2, kw2, cin, sh * sw * cout)
-  # Negative pads crop; lax.pad takes both.
-  x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
+  # Negative pads crop: a slice, then a zero pad by the positive ones (not one lax.pad with
+  # negative pads, which ONNX converters mishandle when the batch is symbolic).
+  x = x[:, max(0, -lo_h):h - max(0, -hi_h), max(0, -lo_w):w - max(0, -hi_w)]
+  x = jnp.pad(x, ((0, 0), (max(0, lo_h), max(0, hi_h)), (max(0, lo_w), max(0, hi_w)), (0, 0)))
   y = _conv_valid(x, big, (1, 1), (1, 1))  # (N, mh, mw, sh*sw*cout)
   y = y.reshape(n, mh, mw, sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
   return y.reshape(n, mh * sh, mw * sw, cout)[:, :out_hw[0], :out_hw[1]]

@@ -12,10 +12,23 @@ import jax.numpy as jnp
 
 
 def dilate(mask: jax.Array, k: int) -> jax.Array:
-  """(N, H, W, 1) -> the same: max over each k x k window (the border is not a value)."""
+  """(N, H, W, 1) -> the same: max over each k x k window (the border is not a value).
+
+  A separable max of shifted slices of the input padded with -inf (exactly the values of
+  `reduce_window` with padding k // 2), so that no pooling with explicit pads is left in
+  the graph for converters (ONNX) that drop them.
+  """
   p = k // 2
-  return jax.lax.reduce_window(mask, -jnp.inf, jax.lax.max, (1, k, k, 1), (1, 1, 1, 1),
-                               ((0, 0), (p, p), (p, p), (0, 0)))
+  for axis in (1, 2):
+    pad = [(0, 0)] * mask.ndim
+    pad[axis] = (p, p)
+    padded = jnp.pad(mask, pad, constant_values=-jnp.inf)
+    size = padded.shape[axis] - k + 1
+    out = jax.lax.slice_in_dim(padded, 0, size, axis=axis)
+    for i in range(1, k):
+      out = jnp.maximum(out, jax.lax.slice_in_dim(padded, i, i + size, axis=axis))
+    mask = out
+  return mask
 
 
 def erode(mask: jax.Array, k: int) -> jax.Array:

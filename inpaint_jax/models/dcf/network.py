@@ -85,7 +85,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from inpaint_jax.models.fields import store_int_tuples
-from inpaint_jax.models.layers import Conv, ConvTranspose
+from inpaint_jax.models.layers import Conv, ConvTranspose, resize_bilinear
 from inpaint_jax.models.morphology import dilate, erode, gaussian_kernel
 from inpaint_jax.models.norm import BatchNorm, instance_norm
 from inpaint_jax.models.spectral_norm import SpectralNorm
@@ -115,17 +115,10 @@ def to_unit_space(x: Array, value_range: str) -> Array:
   return (x + 1.0) * 0.5
 
 
-def resize_bilinear(x: Array, height: int, width: int) -> Array:
-  """(N, H, W, C) -> (N, height, width, C): PyTorch bilinear, align_corners=False, no AA."""
-  if x.shape[1:3] == (height, width):
-    return x
-  return jax.image.resize(x, (x.shape[0], height, width, x.shape[3]), "bilinear",
-                          antialias=False)
-
-
 def max_pool2(x: Array) -> Array:
   """2x2 stride-2 max-pool that floors odd sizes (PyTorch `MaxPool2d(2, 2)`)."""
-  return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+  # Keyword window shape: ONNX converters that rewrite flax's pooling read it by name.
+  return nn.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -218,7 +211,7 @@ def quarter_crops(features: Array, centres: Array, scale: Array, image_hw: tuple
     min(Wf - s, int(cx))), q2 (min(Hf - s, int(cy)), max(0, int(cx - s))),
     q3 (min(Hf - s, int(cy)), min(Wf - s, int(cx))), zero past the map, resized bilinearly.
   """
-  n, hf, wf, _ = features.shape
+  _, hf, wf, _ = features.shape
   h, w = image_hw
   cy, cx = centres[:, 0], centres[:, 1]
   if mode == "official":
@@ -235,19 +228,24 @@ def quarter_crops(features: Array, centres: Array, scale: Array, image_hw: tuple
   xb = jnp.minimum(wf - side, jnp.floor(cx).astype(jnp.int32))
   ys = jnp.stack([ya, ya, yb, yb], axis=1)
   xs = jnp.stack([xa, xb, xa, xb], axis=1)
-  # A corner past the map gives an all-zero crop; clip it to the padding.
+  # A corner past the map gives an all-zero crop.
   ys, xs = jnp.minimum(ys, hf), jnp.minimum(xs, wf)
-  padded = jnp.pad(features, ((0, 0), (0, hf), (0, wf), (0, 0)))
-
-  def crop_one(f, y, x):
-    return jax.lax.dynamic_slice(f, (y, x, jnp.zeros((), y.dtype)), (hf, wf, f.shape[-1]))
-
-  crops = jax.vmap(lambda f, yq, xq: jax.vmap(lambda y, x: crop_one(f, y, x))(yq, xq))(
-      padded, ys, xs)                                              # (N, 4, Hf, Wf, C)
+  # Crop and resize in one matrix per axis: row i of A_y holds ah[i, p - y] at input row p
+  # (zero where p - y falls outside [0, Hf), i.e. past the map), built as ah times a 0/1
+  # shift matrix, so each crop is products with exact 0s and 1s. No per-example gathers or
+  # dynamic slices (graph converters handle the matrix products with a symbolic batch).
   ah, aw = _resize_matrix(side, hf), _resize_matrix(side, wf)
-  del n
-  return jnp.einsum("ih,nqhwc,jw->nqijc", ah, crops, aw,
-                    precision=jax.lax.Precision.HIGHEST)
+  hp = jax.lax.Precision.HIGHEST
+  ay = jnp.einsum("ih,nqhp->nqip", ah, _shift_matrices(ys, hf), precision=hp)
+  ax = jnp.einsum("jw,nqwx->nqjx", aw, _shift_matrices(xs, wf), precision=hp)
+  return jnp.einsum("nqip,npxc,nqjx->nqijc", ay, features, ax, precision=hp)
+
+
+def _shift_matrices(offsets: Array, size: int) -> Array:
+  """(N, 4) offsets o -> (N, 4, size, size) 0/1 float32 S with S[n, q, h, p] = [p == o + h]."""
+  rows = jnp.arange(size, dtype=jnp.int32)
+  return (rows[None, None, None, :] == (offsets[:, :, None, None] + rows[None, None, :, None])
+          ).astype(jnp.float32)
 
 
 def legacy_nearest_indices(size_in: int, size_out: int) -> np.ndarray:

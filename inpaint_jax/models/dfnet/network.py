@@ -58,7 +58,13 @@ import jax
 import jax.numpy as jnp
 
 from inpaint_jax.models.fields import store_int_tuples
-from inpaint_jax.models.layers import Conv, ConvTranspose, add_coord_channels, same_padding
+from inpaint_jax.models.layers import (
+  Conv,
+  ConvTranspose,
+  add_coord_channels,
+  resize_bilinear,
+  same_padding,
+)
 from inpaint_jax.models.norm import BatchNorm, instance_norm
 from inpaint_jax.registry import GENERATORS
 
@@ -85,17 +91,6 @@ def activation(name: str, x: Array) -> Array:
   if name == "none":
     return x
   raise ValueError(f"DFNet: activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
-
-
-def resize_bilinear(x: Array, height: int, width: int) -> Array:
-  """(N, H, W, C) -> (N, height, width, C) like PyTorch bilinear, align_corners=False.
-
-  No anti-aliasing when downscaling (`jax.image.resize` anti-aliases by default).
-  """
-  if x.shape[1:3] == (height, width):
-    return x
-  return jax.image.resize(x, (x.shape[0], height, width, x.shape[3]), "bilinear",
-                          antialias=False)
 
 
 def upsample_nearest2x(x: Array) -> Array:

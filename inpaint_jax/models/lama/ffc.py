@@ -11,6 +11,12 @@ half (0 channels) is `None` (the official code uses the integer 0).
 
 All BatchNorms are `inpaint_jax.models.norm.BatchNorm` (PyTorch semantics,
 `batch_stats` collection), so every `__call__` takes `train` as a keyword.
+
+The Fourier unit's transforms have two implementations (`fft_impl`, the same parameters):
+`fft` (`jnp.fft`, the default for training and JAX inference) and `matmul`, the same real
+DFT as products with fixed cosine/sine matrices of the feature map's size. `matmul` equals
+`fft` to float32 noise and uses only real matrix products, so graph converters without FFTs
+or complex values (ONNX: `python -m inpaint_jax.export --format onnx`) can take it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from inpaint_jax.models.layers import Conv, conv_sum
@@ -30,6 +37,7 @@ Array = jax.Array
 Pair = tuple[Array | None, Array | None]
 
 DATA_AXIS = "data"
+FFT_IMPLS = ("fft", "matmul")
 
 
 def _data_parallel_size(batch: int) -> int:
@@ -78,6 +86,67 @@ def irfft2(z: Array, hw: tuple[int, int]) -> Array:
   return _per_device(fn, z.shape[0])(z.astype(jnp.complex64))
 
 
+def check_fft_impl(fft_impl: str) -> None:
+  """Raises ValueError naming the config field unless `fft_impl` is one of FFT_IMPLS."""
+  if fft_impl not in FFT_IMPLS:
+    raise ValueError(f"config field generator.fft_impl={fft_impl!r} is not accepted; "
+                     f"accepted: {', '.join(FFT_IMPLS)}")
+
+
+def _cos_sin(n_out: int, n_in: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+  """cos and sin of 2 pi a b / n for a < n_out, b < n_in, float64 (the product reduced mod n
+  first, so that the angles are exact)."""
+  ab = (np.arange(n_out)[:, None] * np.arange(n_in)[None, :]) % n
+  angle = 2.0 * np.pi * ab / n
+  return np.cos(angle), np.sin(angle)
+
+
+def _einsum(spec: str, a: Array, m: np.ndarray) -> Array:
+  return jnp.einsum(spec, a, jnp.asarray(m, jnp.float32), precision=jax.lax.Precision.HIGHEST)
+
+
+def rfft2_matmul(x: Array) -> tuple[Array, Array]:
+  """`rfft2` as real matrix products: (N, H, W, C) -> (real, imag), each (N, H, W//2+1, C).
+
+  Z[k, l] = (H W)^-1/2 sum_{h, w} x[h, w] exp(-2 pi i (k h / H + l w / W)): the W axis with
+  (W, W//2+1) cosine/sine matrices, then the H axis with (H, H) ones, in float32.
+  """
+  _, h, w, _ = x.shape
+  wf = w // 2 + 1
+  x = x.astype(jnp.float32)
+  cw, sw = _cos_sin(w, wf, w)                      # (W, Wf): [w, l]
+  ch, sh = _cos_sin(h, h, h)                       # (H, H): [k, h], symmetric
+  scale = 1.0 / np.sqrt(h * w)
+  a = _einsum("nhwc,wl->nhlc", x, cw * scale)      # Re of the W transform
+  b = _einsum("nhwc,wl->nhlc", x, -sw * scale)     # Im of the W transform
+  re = _einsum("nhlc,kh->nklc", a, ch) + _einsum("nhlc,kh->nklc", b, sh)
+  im = _einsum("nhlc,kh->nklc", b, ch) - _einsum("nhlc,kh->nklc", a, sh)
+  return re, im
+
+
+def irfft2_matmul(re: Array, im: Array, hw: tuple[int, int]) -> Array:
+  """`irfft2` as real matrix products: (N, H, W//2+1, C) parts -> (N, H, W, C) float32.
+
+  The inverse DFT over H, then the real inverse over W: bin l counts twice except the DC
+  bin and (even W) the Nyquist bin, whose imaginary parts drop out, as in `jnp.fft.irfft2`.
+  """
+  h, w = hw
+  wf = w // 2 + 1
+  if re.shape[1:3] != (h, wf):
+    raise ValueError(f"irfft2_matmul: expected (N, {h}, {wf}, C) for {h}x{w}, got {re.shape}")
+  re, im = re.astype(jnp.float32), im.astype(jnp.float32)
+  ch, sh = _cos_sin(h, h, h)                       # [h, k]
+  yr = _einsum("nklc,hk->nhlc", re, ch) - _einsum("nklc,hk->nhlc", im, sh)
+  yi = _einsum("nklc,hk->nhlc", im, ch) + _einsum("nklc,hk->nhlc", re, sh)
+  cw, sw = _cos_sin(wf, w, w)                      # (Wf, W): [l, w]
+  weight = np.full((wf, 1), 2.0)
+  weight[0] = 1.0
+  if w % 2 == 0:
+    weight[-1] = 1.0
+  scale = weight / np.sqrt(h * w)
+  return _einsum("nhlc,lw->nhwc", yr, cw * scale) - _einsum("nhlc,lw->nhwc", yi, sw * scale)
+
+
 class FourierUnit(nn.Module):
   """LaMa's Fourier unit: a 1x1 conv + BN + ReLU in the frequency domain.
 
@@ -95,24 +164,35 @@ class FourierUnit(nn.Module):
     dtype: computation dtype of the spectral conv / BN (None: float32 here,
       because the spectrum is float32).
     use_bias: bias on the spectral conv (LaMa: none).
+    fft_impl: `fft` (jnp.fft) or `matmul` (`rfft2_matmul` / `irfft2_matmul`, real
+      matrix products at this H, W; no FFT or complex op in the graph).
   """
 
   features: int
   dtype: Any = None
   use_bias: bool = False
+  fft_impl: str = "fft"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
     """(N, H, W, C) -> (N, H, W, features), in x's dtype."""
+    check_fft_impl(self.fft_impl)
     n, h, w, c = x.shape
-    z = rfft2(x)
-    wf = z.shape[2]
-    f = jnp.stack([z.real, z.imag], axis=-1).reshape(n, h, wf, 2 * c)
+    if self.fft_impl == "matmul":
+      re, im = rfft2_matmul(x)
+    else:
+      z = rfft2(x)
+      re, im = z.real, z.imag
+    wf = re.shape[2]
+    f = jnp.stack([re, im], axis=-1).reshape(n, h, wf, 2 * c)
     f = Conv(2 * self.features, 1, use_bias=self.use_bias, dtype=self.dtype,
              name="conv_layer")(f)
     f = BatchNorm(dtype=self.dtype, name="bn")(f, train=train)
     f = nn.relu(f).astype(jnp.float32).reshape(n, h, wf, self.features, 2)
-    y = irfft2(jax.lax.complex(f[..., 0], f[..., 1]), (h, w))
+    if self.fft_impl == "matmul":
+      y = irfft2_matmul(f[..., 0], f[..., 1], (h, w))
+    else:
+      y = irfft2(jax.lax.complex(f[..., 0], f[..., 1]), (h, w))
     return y.astype(x.dtype)
 
 
@@ -129,6 +209,7 @@ class SpectralTransform(nn.Module):
       side, and F/2 divisible by 4).
     dtype: computation dtype.
     use_bias: bias on the 1x1 convs and the spectral conv (LaMa: none).
+    fft_impl: the Fourier units' transforms (see `FourierUnit`).
   """
 
   features: int
@@ -136,6 +217,7 @@ class SpectralTransform(nn.Module):
   enable_lfu: bool = False
   dtype: Any = None
   use_bias: bool = False
+  fft_impl: str = "fft"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
@@ -147,8 +229,8 @@ class SpectralTransform(nn.Module):
     hidden = self.features // 2
     x = Conv(hidden, 1, use_bias=self.use_bias, dtype=self.dtype, name="conv1")(x)
     x = nn.relu(BatchNorm(dtype=self.dtype, name="bn1")(x, train=train))
-    out = FourierUnit(hidden, dtype=self.dtype, use_bias=self.use_bias, name="fu")(
-        x, train=train)
+    out = FourierUnit(hidden, dtype=self.dtype, use_bias=self.use_bias,
+                      fft_impl=self.fft_impl, name="fu")(x, train=train)
     y = x + out
     if self.enable_lfu:
       y = y + self._lfu(x, train)
@@ -166,7 +248,7 @@ class SpectralTransform(nn.Module):
     # Split H then W and stack on channels: order TL, BL, TR, BR as in PyTorch.
     xs = jnp.concatenate([xs[:, :s], xs[:, s:]], axis=-1)
     xs = jnp.concatenate([xs[:, :, :s], xs[:, :, s:]], axis=-1)
-    xs = FourierUnit(c, dtype=self.dtype, name="lfu")(xs, train=train)
+    xs = FourierUnit(c, dtype=self.dtype, fft_impl=self.fft_impl, name="lfu")(xs, train=train)
     return jnp.tile(xs, (1, 2, 2, 1))
 
 
@@ -187,6 +269,7 @@ class _FFCOptions(nn.Module):
     l2g_spectral: the local-to-global path is a `SpectralTransform` (no LFU)
       instead of a spatial conv (a variant studied on top of LaMa).
     use_bias: bias on every conv (LaMa: none).
+    fft_impl: the Fourier units' transforms, `fft` or `matmul` (see `FourierUnit`).
   """
 
   _: dataclasses.KW_ONLY
@@ -196,6 +279,7 @@ class _FFCOptions(nn.Module):
   dtype: Any = None
   l2g_spectral: bool = False
   use_bias: bool = False
+  fft_impl: str = "fft"
 
   def _values(self, fields_of: type[nn.Module]) -> dict[str, Any]:
     """This module's values of the fields of `fields_of` (linen's `parent`, `name` left out)."""
@@ -268,13 +352,15 @@ class FFC(_FFCFields):
       if in_cl and out_cg:
         if self.l2g_spectral:
           out_g = SpectralTransform(out_cg, stride=self.stride, dtype=self.dtype,
-                                    use_bias=self.use_bias, name="convl2g")(x_l, train=train)
+                                    use_bias=self.use_bias, fft_impl=self.fft_impl,
+                                    name="convl2g")(x_l, train=train)
         else:
           out_g = spatial("convl2g", out_cg)(x_l)
       if in_cg and out_cg:
         out_g = add(out_g, SpectralTransform(out_cg, stride=self.stride,
                                              enable_lfu=self.enable_lfu, dtype=self.dtype,
                                              use_bias=self.use_bias,
+                                             fft_impl=self.fft_impl,
                                              name="convg2g")(x_g, train=train))
     return out_l, out_g
 

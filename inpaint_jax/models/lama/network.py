@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inpaint_jax.models.lama.ffc import FFC_BN_ACT, FFCResnetBlock
+from inpaint_jax.models.lama.ffc import FFC_BN_ACT, FFCResnetBlock, check_fft_impl
 from inpaint_jax.models.layers import Conv, ConvTranspose, pad2d
 from inpaint_jax.models.norm import BatchNorm
 from inpaint_jax.registry import GENERATORS
@@ -55,6 +55,9 @@ class FFCResNetGenerator(nn.Module):
       weights and BatchNorms) instead of two distinct layers.
     use_bias: bias on the encoder and FFC convs (LaMa: none there; the ConvTransposes
       and the output conv always have one).
+    fft_impl: the Fourier units' transforms: `fft` (jnp.fft, default) or `matmul` (real
+      DFT matrices at the feature map's size, no FFT or complex op: what the ONNX export
+      uses); the same parameters, the same output to float32 noise.
 
   The last three default to LaMa; a student re-implementation of LaMa ran with
   `ratio_g=0.6, share_block_weights=True, use_bias=True` (and `l2g_spectral=True` for
@@ -73,6 +76,7 @@ class FFCResNetGenerator(nn.Module):
   l2g_spectral: bool = False
   share_block_weights: bool = False
   use_bias: bool = False
+  fft_impl: str = "fft"
 
   @nn.compact
   def __call__(self, image: Array, mask: Array, *, train: bool) -> dict[str, Array]:
@@ -97,6 +101,7 @@ class FFCResNetGenerator(nn.Module):
     if image.ndim != 4 or mask.shape != image.shape[:3] + (1,):
       raise ValueError(f"expected image (N,H,W,C) and mask (N,H,W,1), got {image.shape} and "
                        f"{mask.shape}")
+    check_fft_impl(self.fft_impl)
     if image.shape[-1] + 1 != self.input_nc:
       raise ValueError(f"input_nc={self.input_nc} expects {self.input_nc - 1} image channels, "
                        f"got {image.shape[-1]}")
@@ -126,7 +131,7 @@ class FFCResNetGenerator(nn.Module):
       y = FFCResnetBlock(dim, self.ratio_g, self.ratio_g, enable_lfu=self.enable_lfu,
                          padding_type="reflect", dtype=self.dtype,
                          l2g_spectral=self.l2g_spectral, use_bias=self.use_bias,
-                         share_weights=self.share_block_weights,
+                         share_weights=self.share_block_weights, fft_impl=self.fft_impl,
                          name=f"block_{i}")(y, train=train)
       self._sow_pair(f"after_block{i + 1}", y)
     x = jnp.concatenate([a for a in y if a is not None], axis=-1)

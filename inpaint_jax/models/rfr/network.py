@@ -78,7 +78,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from inpaint_jax.models.layers import Conv, ConvTranspose, loop_conv_grads
+from inpaint_jax.models.layers import Conv, ConvTranspose, loop_conv_grads, loops_unrolled
 from inpaint_jax.models.norm import BatchNorm
 from inpaint_jax.models.partial_conv import PartialConv
 from inpaint_jax.registry import GENERATORS
@@ -381,13 +381,24 @@ class RFRNet(nn.Module):
              jnp.zeros((x.shape[0],) + h8 + (1,), cdt), jnp.ones((), bool))
     # Statistics that are not updated (init, eval, frozen BN) are broadcast like params.
     updating = self.is_mutable_collection("batch_stats") and not self.is_initializing()
-    scan = nn.scan(Recurrence,
-                   variable_broadcast="params" if updating else ["params", "batch_stats"],
-                   variable_carry="batch_stats" if updating else (),
-                   variable_axes={"intermediates": 0}, split_rngs={"params": False},
-                   length=self.n_rec)
-    _, (xs, ms, rec_feats) = scan(ngf, k, self.layer_size, self.return_features, train,
-                                  dtype=self.dtype, name="rec")(carry, None)
+    if loops_unrolled() and not updating:
+      # The same module (variables under `rec`, as the scan's) called n_rec times in a
+      # Python loop, for graph converters that cannot take `nn.scan` (`unrolled_loops`).
+      rec = Recurrence(ngf, k, self.layer_size, self.return_features, train, dtype=self.dtype,
+                       name="rec")
+      steps = []
+      for _ in range(self.n_rec):
+        carry, y = rec(carry, None)
+        steps.append(y)
+      xs, ms, rec_feats = jax.tree.map(lambda *a: jnp.stack(a), *steps)
+    else:
+      scan = nn.scan(Recurrence,
+                     variable_broadcast="params" if updating else ["params", "batch_stats"],
+                     variable_carry="batch_stats" if updating else (),
+                     variable_axes={"intermediates": 0}, split_rngs={"params": False},
+                     length=self.n_rec)
+      _, (xs, ms, rec_feats) = scan(ngf, k, self.layer_size, self.return_features, train,
+                                    dtype=self.dtype, name="rec")(carry, None)
     m = ms[-1]
     self.sow("intermediates", "rec_feats", xs)
     self.sow("intermediates", "rec_masks", ms[..., :1])
