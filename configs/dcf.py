@@ -65,6 +65,7 @@ from ml_collections import config_dict
 
 from inpaint_jax import config_lib
 from inpaint_jax.config_lib import parse_arg, set_run_length, term, vgg_weights
+from inpaint_jax.models.dcf import paper
 from inpaint_jax.optim import optim_group
 
 VARIANTS = ("official", "fixed", "demo", "tiny")
@@ -186,4 +187,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.fresh_fake_for_d = False
     c.losses.generator = ml_collections.ConfigDict(recipe(value_range, 30, vgg, stages=2))
     c.losses.generator.boundary.ramp = dict(to=10.0, over_steps=300, every=30)
+  else:
+    config_lib.eval_protocol(c, **paper.README)   # `--mode=eval`: the README's figures
   return c

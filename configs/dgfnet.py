@@ -43,6 +43,7 @@ import ml_collections
 
 from inpaint_jax import config_lib
 from inpaint_jax.config_lib import parse_arg, set_run_length, term, vgg_weights
+from inpaint_jax.models.dgfnet import paper
 from inpaint_jax.optim import optim_group
 
 VARIANTS = ("full", "no_dpfm", "no_texture", "demo", "tiny")
@@ -151,4 +152,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.discriminator.ndf = 4
     c.discriminator.n_layers = 3
     c.phases.finetune.start_step = 3  # the last iteration runs the frozen-BN phase
+  else:
+    config_lib.eval_protocol(c, **paper.TABLE_1)   # `--mode=eval`: the paper's Table 1
   return c

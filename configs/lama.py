@@ -36,6 +36,7 @@ from ml_collections import config_dict
 from inpaint_jax import config_lib
 from inpaint_jax.config_lib import parse_arg, set_run_length, term
 from inpaint_jax.losses.perceptual import LAMA_VGG19
+from inpaint_jax.models.lama import paper
 from inpaint_jax.optim import optim_group
 
 VARIANTS = ("fourier", "big", "demo", "tiny")
@@ -224,4 +225,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                     batch_reduction="sum")
   if a.ffl:
     g.ffl = term("focal_frequency", 1.0, alpha=1.0)
+  if a.variant != "tiny":
+    # `--mode=eval`: Table 1's protocol, printed beside the paper's figures.
+    config_lib.eval_protocol(c, **(paper.BIG if a.variant == "big" else paper.TABLE_1))
   return c

@@ -41,6 +41,7 @@ import ml_collections
 
 from inpaint_jax import config_lib
 from inpaint_jax.config_lib import parse_arg, set_run_length, term, vgg_weights
+from inpaint_jax.models.dgfnet import paper
 from inpaint_jax.optim import optim_group
 
 VARIANTS = ("paris", "small_holes", "demo", "tiny")
@@ -128,4 +129,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.generator.ngf = 4
     c.generator.tail_ch = 8
     c.generator.n_rec = 2
+  else:
+    # `--mode=eval`: DGFNet's Table 1, where RFR-Net is a row.
+    config_lib.eval_protocol(c, **paper.TABLE_1)
   return c

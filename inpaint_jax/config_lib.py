@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -172,7 +172,36 @@ def eval_config() -> ml_collections.ConfigDict:
       masks="thick_256", n_images=0, image_size=0, seed=0, source="", folder="",
       tfds_split="", embedded_split="held_out", metrics="psnr,ssim,l1,lpips,fid",
       ssim_mode="skimage", lpips_weights="", inception_weights="", batch_size=8,
-      periodic_n_images=16))
+      periodic_n_images=16, periodic_masks="", data_name="", protocol=None))
+
+
+def eval_protocol(c: ml_collections.ConfigDict, *, title: str, data: str, metrics: str,
+                  rows: Sequence[tuple[str, str]], published: Sequence[dict] = (),
+                  note: str = "") -> None:
+  """Makes a paper's evaluation protocol the config's full evaluation (`--mode=eval`).
+
+  Sets `eval.protocol` (fields: `inpaint_jax.evaluation.protocol`), `eval.masks` to the
+  rows' mask sets and `eval.metrics` to the paper's columns; the periodic validation
+  keeps the sets it had (`eval.periodic_masks`, unless already set).
+
+  Args:
+    c: the config, with an `eval` group.
+    title: the table's caption.
+    data: the name of the data the published figures were measured on.
+    metrics: the paper's columns, comma-separated, in its order.
+    rows: ((row label, mask set), ...).
+    published: ({"model", "row" (a row label or ""), "values": {metric: value},
+      "note"}, ...).
+    note: where the figures come from, what is not known.
+  """
+  if "eval" not in c:
+    c.eval = eval_config()
+  if not c.eval.periodic_masks:
+    c.eval.periodic_masks = c.eval.masks
+  c.eval.protocol = dict(title=title, data=data, metrics=metrics, rows=tuple(rows),
+                         published=tuple(published), note=note)
+  c.eval.masks = ",".join(dict.fromkeys(mask_set for _, mask_set in rows))
+  c.eval.metrics = metrics
 
 
 def eval_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -803,7 +803,7 @@ class _Validation:
       return
     logging.info("preparing the validation images and metric networks ...")
     self.periodic = runner.PeriodicEval(config)
-    self.prefix = f"eval/{self.periodic.set_name}/"
+    self.prefix = f"{runner.VAL_PREFIX}/{self.periodic.set_name}/"
     self.best_metric = str(config.get("best_metric", "") or "")
     if self.best_metric and int(config.get("keep_best", 0) or 0) > 0:
       missing = sorted(set(summary.needs(self.best_metric)) - self.periodic.available)

@@ -72,7 +72,7 @@ def test_checkpoint(photos, tmp_path, fast_compile):
   scalars = pe(g_model, variables)
   assert pe.due(0) is False and info["step"] == 2
   for m in ("psnr", "ssim", "l1"):
-    assert abs(scalars[f"eval/square_20_30/{m}"] - out["square_20_30"][m]) < 1e-6
+    assert abs(scalars[f"val/square_20_30/{m}"] - out["square_20_30"][m]) < 1e-6
 
 
 def test_baseline_and_mask_folder(photos, tmp_path):
@@ -93,3 +93,62 @@ def test_baseline_and_mask_folder(photos, tmp_path):
     config.eval.masks = "square_10_20"
   with pytest.raises(ValueError, match="no checkpoint"):
     eval_mode.run(config, str(tmp_path / "empty"))
+
+
+def test_protocol_table_in_the_papers_layout(photos, tmp_path, capsys):
+  """eval.protocol: the results as the paper's table, published figures beside them."""
+  config = _config(photos, n_images=3)
+  with config.unlocked():
+    config.generator.name = "mean_fill"
+    config_lib.eval_protocol(
+        config, title="Table 9", data="paper_photos", metrics="l1,psnr",
+        rows=(("squares", "square_20_30"), ("strokes", "train")),
+        published=(dict(model="P", row="squares", values=dict(psnr=30.5)),
+                   dict(model="Q", row="", note="its own masks", values=dict(l1=0.1)),
+                   dict(model="R", row="", values={})))
+  assert config.eval.masks == "square_20_30,train" and config.eval.metrics == "l1,psnr"
+  workdir = tmp_path / "w"
+  out = eval_mode.run(config, str(workdir))
+  assert set(out) == {"square_20_30", "train"}
+  printed = capsys.readouterr().out
+  md = (workdir / "eval" / "table.md").read_text()
+  assert printed.endswith(md)
+  table = json.loads((workdir / "eval" / "table.json").read_text())
+  assert table["mark"] == "published, other data" and table["metrics"] == ["l1", "psnr"]
+  assert [r["row"] for r in table["rows"]] == ["squares", "strokes"]
+  for r, name in zip(table["rows"], ("square_20_30", "train"), strict=True):
+    assert r["n_images"] == 3
+    assert r["ours"] == {m: pytest.approx(out[name][m]) for m in ("l1", "psnr")}
+  assert table["rows"][0]["published"] == {"P": {"psnr": 30.5}}
+  lines = md.splitlines()
+  head = next(line for line in lines if line.startswith("| row"))
+  for column in ("l1 ↓ mean_fill", "psnr ↑ mean_fill", "psnr P (published, other data)",
+                 "psnr R (published, other data)"):
+    assert column in head, head
+  assert "l1 P " not in head and "Q (" not in head   # P has no L1 figure, Q none beside a row
+  squares = next(line for line in lines if line.startswith("| squares"))
+  assert "30.5" in squares and "—" in squares
+  assert "- Q, its own masks: l1 0.1" in md
+  # The training mask generator, drawn with the set's seed: the same masks every time.
+  train_masks = eval_mode.mask_sets(config.eval, 3, 32, specs="train",
+                                    train_masks=config.masks)[0][1]
+  np.testing.assert_array_equal(train_masks, eval_mode.mask_sets(
+      config.eval, 3, 32, specs="train", train_masks=config.masks)[0][1])
+  assert train_masks.shape == (3, 32, 32) and 0 < train_masks.mean() < 1
+  # Scored on the paper's data (named so): the figures are "published".
+  with config.unlocked():
+    config.eval.data_name = "paper_photos"
+  eval_mode.run(config, str(workdir))
+  assert json.loads((workdir / "eval" / "table.json").read_text())["mark"] == "published"
+  # --masks overriding the protocol's sets: no half-empty table.
+  with config.unlocked():
+    config.eval.masks = "square_20_30"
+  capsys.readouterr()
+  eval_mode.run(config, str(tmp_path / "w2"))
+  assert "no table for 'Table 9': eval.masks does not hold its row(s) train" in (
+      capsys.readouterr().out)
+  assert not (tmp_path / "w2" / "eval" / "table.md").exists()
+  with config.unlocked():
+    config.eval.protocol.published = (dict(model="P", row="circles", values={}),)
+  with pytest.raises(ValueError, match=r"eval.protocol.published\[0\].row='circles'"):
+    eval_mode.run(config, str(workdir))

@@ -85,9 +85,9 @@ def test_periodic_eval_cycles_the_held_out_photos_with_new_masks_on_every_set():
   scores = pe.score(lambda img, hole: baselines.run_batch("mean_fill", img, hole))
   for set_name in ("irregular_20_30", "square_20_30"):
     for m in ("psnr", "ssim", "l1", "psnr_hole", "ssim_hole", "l1_hole"):
-      assert np.isfinite(scores[f"eval/{set_name}/{m}"]), (set_name, m)
+      assert np.isfinite(scores[f"val/{set_name}/{m}"]), (set_name, m)
     # Only the hole differs from the target: whole-image L1 = hole L1 x hole fraction < it.
-    assert scores[f"eval/{set_name}/l1"] < scores[f"eval/{set_name}/l1_hole"]
+    assert scores[f"val/{set_name}/l1"] < scores[f"val/{set_name}/l1_hole"]
 
 
 def test_configure_refuses_overlapping_or_half_given_folders(tmp_path):
@@ -104,9 +104,9 @@ def test_configure_refuses_overlapping_or_half_given_folders(tmp_path):
 
 def test_read_curve_keeps_the_last_line_of_a_step_and_skips_a_cut_line(tmp_path):
   rows = [{"step": 2, "loss": 1.0},
-          {"step": 2, "time/train_minutes": 0.5, "eval/a/psnr_hole": 10.0},
-          {"step": 4, "time/train_minutes": 1.0, "eval/a/psnr_hole": 11.0},
-          {"step": 2, "time/train_minutes": 0.6, "eval/a/psnr_hole": 10.5}]
+          {"step": 2, "time/train_minutes": 0.5, "val/a/psnr_hole": 10.0},
+          {"step": 4, "time/train_minutes": 1.0, "val/a/psnr_hole": 11.0},
+          {"step": 2, "time/train_minutes": 0.6, "val/a/psnr_hole": 10.5}]
   with open(tmp_path / "metrics.jsonl", "w") as f:
     f.write("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 6, "ti')
   curve = learning.read_curve(str(tmp_path))

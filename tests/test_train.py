@@ -248,12 +248,12 @@ def test_validation_scores_and_keeps_the_best_checkpoint(tmp_path):
                                   "eval.masks": "irregular_20_30", "eval.periodic_n_images": 4,
                                   "eval.metrics": "psnr,ssim,l1"})
   train.train_and_evaluate(config, str(tmp_path))
-  rows = [r for r in helpers.read_metrics(str(tmp_path)) if "eval/irregular_20_30/ssim" in r]
+  rows = [r for r in helpers.read_metrics(str(tmp_path)) if "val/irregular_20_30/ssim" in r]
   assert [r["step"] for r in rows] == [2, 4]
   for r in rows:
-    assert 0 < r["eval/irregular_20_30/ssim"] <= 1 and r["eval/irregular_20_30/psnr"] > 0
+    assert 0 < r["val/irregular_20_30/ssim"] <= 1 and r["val/irregular_20_30/psnr"] > 0
   best_dir = os.path.join(str(tmp_path), "checkpoints_best")
   kept = sorted(int(x) for x in os.listdir(best_dir) if x.isdigit())
-  best_step = max(rows, key=lambda r: r["eval/irregular_20_30/ssim"])["step"]
+  best_step = max(rows, key=lambda r: r["val/irregular_20_30/ssim"])["step"]
   assert kept == [best_step]
   assert helpers.checkpoint_steps(str(tmp_path)) == [2, 4]  # the latest ones, as always

@@ -41,6 +41,7 @@ CURVE_METRICS = pixel.HOLE_METRICS   # the hole-only scores: what the curves sho
 DEFAULT_MASKS = "irregular_20_30,thick_256"
 LEARNING_JSON = "learning.json"
 LEARNING_PNG = "learning.png"
+_CURVE_PREFIXES = (runner.VAL_PREFIX, runner.EVAL_PREFIX)
 
 
 def configure(config: ml_collections.ConfigDict, *, every: int, steps: int = 0,
@@ -72,7 +73,7 @@ def configure(config: ml_collections.ConfigDict, *, every: int, steps: int = 0,
   config.stop_after_minutes = float(minutes)
   config.eval_every_steps = int(every)
   ev = eval_settings(config)
-  ev.masks = masks
+  ev.masks = ev.periodic_masks = masks
   ev.image_size = int(config.data.image_size)
   ev.periodic_n_images = int(n_examples)
   ev.metrics = "psnr,ssim,l1" + (",lpips" if lpips_weights else "")
@@ -103,7 +104,7 @@ def baseline_scores(config: ml_collections.ConfigDict) -> dict[str, dict[str, fl
   out = {}
   for name in baselines.BASELINES:
     scores = periodic.score(lambda img, hole, name=name: baselines.run_batch(name, img, hole))
-    out[name] = {k[len("eval/"):]: v for k, v in scores.items()}
+    out[name] = {k.split("/", 1)[1]: v for k, v in scores.items()}
   return out
 
 
@@ -123,8 +124,10 @@ def read_curve(workdir: str) -> list[dict[str, float]]:
       if "time/train_minutes" not in row:
         continue
       point = {"step": int(row["step"]), "train_minutes": float(row["time/train_minutes"])}
-      point.update({k[len("eval/"):]: float(v) for k, v in row.items()
-                    if k.startswith("eval/")})
+      # Periodic validation scalars; "eval/" in workdirs written before they were named
+      # apart from the full evaluation's.
+      point.update({k.split("/", 1)[1]: float(v) for k, v in row.items()
+                    if k.split("/", 1)[0] in _CURVE_PREFIXES})
       by_step[point["step"]] = point
   return [by_step[s] for s in sorted(by_step)]
 

@@ -158,3 +158,14 @@ def write_dir(out_dir: str, results: Mapping[str, Any],
   return write(os.path.join(out_dir, "results.json"), results, examples,
                md_path=os.path.join(out_dir, "results.md"),
                png_path=os.path.join(out_dir, "report.png"), title=title)
+
+
+def write_table(out_dir: str, paper: Mapping[str, Any]) -> dict[str, str]:
+  """A protocol's table (`evaluation.protocol.table`) as table.md and table.json."""
+  os.makedirs(out_dir, exist_ok=True)
+  md, js = os.path.join(out_dir, "table.md"), os.path.join(out_dir, "table.json")
+  with open(md, "w") as f:
+    f.write(paper["markdown"])
+  with open(js, "w") as f:
+    json.dump({k: v for k, v in paper.items() if k != "markdown"}, f, indent=1, default=float)
+  return {"md": md, "json": js}

@@ -10,7 +10,8 @@ writes, per mask set, `<workdir>/eval/<set>/results.json`, `results.md` and `rep
 Settings live in the config group `eval` (`config_lib.eval_config()`; defaults are used for a config
 without one):
 
-  eval.masks              preset name(s) or mask folder(s), comma-separated ("thick_256")
+  eval.masks              preset name(s), mask folder(s) or `train` (the run's own
+                          training masks, seeded), comma-separated ("thick_256")
   eval.n_images           images to score, 0 = the whole split (capped by a mask folder)
   eval.image_size         images are resized (bicubic) to this shorter side and centre
                           cropped, as LaMa's `gen_mask_dataset.py`; 0 = the mask set's
@@ -28,9 +29,16 @@ without one):
                           converted weight files; without them LPIPS / FID are reported
                           as unavailable
   eval.batch_size         images per generator call
-  eval.periodic_n_images  images of the periodic evaluation during training (the first
-                          ones of the first mask set), every `eval_every_steps` steps
-                          (a top-level field; 0 or absent = off)
+  eval.periodic_n_images  examples of the periodic validation during training, every
+                          `eval_every_steps` steps (a top-level field; 0 or absent = off),
+                          logged as `val/<set>/<metric>` (the full evaluation's are
+                          `eval/<set>/...`)
+  eval.periodic_masks     the periodic validation's mask sets ("" = eval.masks)
+  eval.data_name          the name of the data scored, compared with the protocol's
+                          (default: a description of the split, "embedded:held_out")
+  eval.protocol           a paper's protocol (`evaluation.protocol`): after the mask sets,
+                          the results are written as its table (eval/table.md,
+                          table.json) and printed, published figures beside them
 
 Models are loaded through `inpaint_jax.restore` (a training workdir or a model directory) and
 run through `inference.engine`, the eval pass of `inpaint` and `export`.
@@ -59,12 +67,16 @@ from inpaint_jax import errors, restore
 from inpaint_jax.config_lib import eval_settings
 from inpaint_jax.data import image_io, sources
 from inpaint_jax.data import mask_sets as masks
-from inpaint_jax.evaluation import baselines, folders, report, scoring
+from inpaint_jax.data import masks as train_mask_lib
+from inpaint_jax.evaluation import baselines, folders, protocol, report, scoring
 from inpaint_jax.inference import engine
 from inpaint_jax.metrics import pixel
 from inpaint_jax.weights import model_dir
 
 EVAL_DIR = "eval"
+TRAIN_MASKS = "train"   # the eval.masks entry meaning the run's training mask generator
+# Scalar prefixes: the full evaluation (`run`) and the periodic validation during training.
+EVAL_PREFIX, VAL_PREFIX = "eval", "val"
 
 
 # ------------------------------------------------------------------------------------------
@@ -97,32 +109,45 @@ def _native_size(spec: str) -> int | None:
   return int(tail) if spec.split("_")[0] in masks.LAMA_SETS and tail.isdigit() else None
 
 
-def mask_sets(ev: ml_collections.ConfigDict, n: int,
-              default_size: int) -> list[tuple[str, np.ndarray]]:
+def mask_sets(ev: ml_collections.ConfigDict, n: int, default_size: int,
+              specs: str | None = None, train_masks: Any = None,
+              field: str = "eval.masks") -> list[tuple[str, np.ndarray]]:
   """[(set name, (n', S, S) uint8 masks)] for `eval.masks`; n' = n (a folder may have fewer).
 
+  `specs` (default `eval.masks`) are comma-separated preset names, mask folders, or
+  `train`: the run's own training mask generator (`train_masks`, the config's `masks`
+  group) drawn with the set's seed, mask i from `default_rng([seed, i])`, as a preset.
   S is `eval.image_size` when set, else the set's own size: 256 / 512 for LaMa's presets,
-  the files' size for a folder, `default_size` for the other presets.
+  the files' size for a folder, `default_size` for the other presets and `train`.
   """
   out = []
   want = int(ev.image_size)
-  for spec in [s.strip() for s in str(ev.masks).split(",") if s.strip()]:
-    if os.path.isdir(spec):
+  for spec in [s.strip() for s in str(ev.masks if specs is None else specs).split(",")
+               if s.strip()]:
+    if spec == TRAIN_MASKS:
+      if train_masks is None:
+        raise ValueError(f"config field {field}: {TRAIN_MASKS!r} needs the run's `masks` "
+                         "group, which this config does not have")
+      size = want or default_size
+      gen = train_mask_lib.build(train_masks, field="masks")
+      rngs = [np.random.default_rng([int(ev.seed), i]) for i in range(n)]
+      out.append((TRAIN_MASKS, (gen.sample_many(rngs, size, size) > 0).astype(np.uint8)))
+    elif os.path.isdir(spec):
       files = masks.list_mask_files(spec, field="eval.masks")[:n]
       arr = np.stack([masks.read_mask(os.path.join(spec, f)) for f in files])
       if arr.shape[1] != arr.shape[2] or (want and arr.shape[1] != want):
-        raise ValueError(f"config field eval.masks: masks in {spec!r} are "
+        raise ValueError(f"config field {field}: masks in {spec!r} are "
                          f"{arr.shape[2]}x{arr.shape[1]}; accepted: square masks"
                          + (f" of eval.image_size={want}" if want else ""))
       out.append((os.path.basename(os.path.normpath(spec)), arr))
     else:
       if spec not in masks.PRESETS:
-        raise ValueError(f"config field eval.masks: {spec!r} is neither a folder nor a mask "
-                         f"preset; accepted presets: {', '.join(masks.PRESETS)}")
+        raise ValueError(f"config field {field}: {spec!r} is neither a folder nor a mask "
+                         f"preset; accepted: {TRAIN_MASKS}, {', '.join(masks.PRESETS)}")
       size = want or _native_size(spec) or default_size
       out.append((spec, masks.generate(spec, n, size, int(ev.seed))))
   if not out:
-    raise ValueError("config field eval.masks is empty; give a preset or a folder of masks")
+    raise ValueError(f"config field {field} is empty; give a preset or a folder of masks")
   return out
 
 
@@ -210,7 +235,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, checkpoint: str | None 
   errors.check_output_location(os.path.join(workdir, EVAL_DIR), "--workdir", folder=True)
   source = eval_source(config, ev)
   n = len(source) if int(ev.n_images) <= 0 else min(int(ev.n_images), len(source))
-  sets = mask_sets(ev, n, int(config.data.image_size))
+  sets = mask_sets(ev, n, int(config.data.image_size), train_masks=config.get("masks"))
+  if ev.protocol:
+    protocol.check(ev.protocol)
   inpaint, info = load_inpainter(config, checkpoint or workdir,
                                  "--checkpoint" if checkpoint else "--workdir")
   nets = _networks(ev, metrics)
@@ -235,17 +262,38 @@ def run(config: ml_collections.ConfigDict, workdir: str, checkpoint: str | None 
       report.write_dir(folder, res, scorer.examples(), title=f"{info['model']}{step}, {set_name}")
     logging.info("eval %s (%d images, %.1f s): %s -> %s", set_name, res["n_images"], seconds,
                  ", ".join(f"{m} {report.fmt(res.get(m), m)}" for m in metrics), folder)
-    print(f"eval/{set_name}: " + ", ".join(f"{m} {report.fmt(res.get(m), m)}" for m in metrics)
+    print(f"{EVAL_PREFIX}/{set_name}: "
+          + ", ".join(f"{m} {report.fmt(res.get(m), m)}" for m in metrics)
           + f" ({res['n_images']} images) -> {folder}")
     out[set_name] = res
+  missing = [s for _, s in protocol.rows(ev.protocol) if s not in out]
+  if missing:   # eval.masks overridden (--masks): the paper's table would be incomplete
+    print(f"no table for {ev.protocol.title!r}: eval.masks does not hold its row(s) "
+          f"{', '.join(missing)}")
+  elif ev.protocol:
+    paper = protocol.table(ev.protocol, out, data_name=data_name(config, ev),
+                           model=info["model"])
+    if jax.process_index() == 0:
+      report.write_table(os.path.join(workdir, EVAL_DIR), paper)
+    print(paper["markdown"], end="")
   return out
+
+
+def data_name(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict) -> str:
+  """`eval.data_name`, or a description of the eval split ("embedded:held_out")."""
+  if ev.data_name:
+    return str(ev.data_name)
+  source = ev.source or config.data.source
+  if source == "embedded":
+    return f"embedded:{ev.embedded_split}"
+  return f"{source}:{ev.folder or config.data.get('folder', '') or ev.tfds_split}"
 
 
 class PeriodicEval:
   """Metrics during training: `eval.periodic_n_images` examples of every mask set.
 
   Built once (images, masks and metric networks are prepared here); calling it with the
-  generator and its variables returns flat scalars {"eval/<set>/<metric>": value} for
+  generator and its variables returns flat scalars {"val/<set>/<metric>": value} for
   TensorBoard and metrics.jsonl: the configured metrics of the composite, and PSNR / SSIM
   / L1 over the hole alone (`psnr_hole`, ...; `metrics.pixel.hole_metrics`). Example i
   pairs mask i of a set with image i of the split; a split with fewer images than
@@ -262,7 +310,9 @@ class PeriodicEval:
     self.metrics = scoring.parse_metrics(ev.metrics, field="eval.metrics")
     source = eval_source(config, ev)
     n = int(ev.periodic_n_images)
-    self.sets = mask_sets(ev, n, int(config.data.image_size))
+    self.sets = mask_sets(ev, n, int(config.data.image_size),
+                          specs=ev.periodic_masks or ev.masks, train_masks=config.get("masks"),
+                          field="eval.periodic_masks" if ev.periodic_masks else "eval.masks")
     self.set_name, self.holes = self.sets[0]
     raw = [source[i] for i in range(min(n, len(source)))]
     self.images_by_set = [[center_square(raw[i % len(raw)], holes.shape[1])
@@ -284,7 +334,7 @@ class PeriodicEval:
     return self.score(engine.batch_inpainter(self.config, g_model, variables))
 
   def score(self, inpaint: Inpainter) -> dict[str, float]:
-    """{"eval/<set>/<metric>": mean} of `inpaint` (a model's or a baseline's) on every set."""
+    """{"val/<set>/<metric>": mean} of `inpaint` (a model's or a baseline's) on every set."""
     out = {}
     for (set_name, holes), images in zip(self.sets, self.images_by_set, strict=True):
       scorer = scoring.Scorer(self.metrics, lpips_fn=self.nets["lpips_fn"],
@@ -294,9 +344,9 @@ class PeriodicEval:
       score_set(inpaint, images, [str(i) for i in range(len(holes))], holes, scorer,
                 self.batch_size, hole_values)
       res = scorer.results(per_image=False)
-      out.update({f"eval/{set_name}/{m}": float(res[m]) for m in self.metrics
+      out.update({f"{VAL_PREFIX}/{set_name}/{m}": float(res[m]) for m in self.metrics
                   if res.get(m) is not None})
-      out.update({f"eval/{set_name}/{m}": float(np.nanmean(np.concatenate(v)))
+      out.update({f"{VAL_PREFIX}/{set_name}/{m}": float(np.nanmean(np.concatenate(v)))
                   for m, v in hole_values.items()})
     return out
 
