@@ -263,12 +263,21 @@ def _shifted_sum_bwd(out_hw, dilation, shape, dy):
 
 _shifted_sum.defvjp(_shifted_sum_fwd, _shifted_sum_bwd)
 
+@contextlib.contextmanager
+def _switched_on(flag: contextvars.ContextVar[bool]) -> Iterator[None]:
+  """Sets a trace-time switch for the duration of a `with` block."""
+  token = flag.set(True)
+  try:
+    yield
+  finally:
+    flag.reset(token)
+
+
 _LOOP_CONV_GRADS: contextvars.ContextVar[bool] = contextvars.ContextVar("loop_conv_grads",
                                                                        default=False)
 
 
-@contextlib.contextmanager
-def loop_conv_grads() -> Iterator[None]:
+def loop_conv_grads() -> contextlib.AbstractContextManager[None]:
   """Within this context, stride-1 convolutions get explicitly canonical gradients.
 
   Enter it while tracing the body of a loop (`nn.scan`, `lax.scan`) that is
@@ -281,19 +290,14 @@ def loop_conv_grads() -> Iterator[None]:
   NHWC/HWIO form with the transposes explicit (`_conv_explicit_grads`); outside a loop
   that is what XLA already does, so layers outside loops keep XLA's own gradients.
   """
-  token = _LOOP_CONV_GRADS.set(True)
-  try:
-    yield
-  finally:
-    _LOOP_CONV_GRADS.reset(token)
+  return _switched_on(_LOOP_CONV_GRADS)
 
 
 _UNROLL_LOOPS: contextvars.ContextVar[bool] = contextvars.ContextVar("unroll_loops",
                                                                     default=False)
 
 
-@contextlib.contextmanager
-def unrolled_loops() -> Iterator[None]:
+def unrolled_loops() -> contextlib.AbstractContextManager[None]:
   """Within this context, modules unroll their weight-shared loops when nothing is carried.
 
   `flax.linen.scan` reads its carry's shapes with `jnp.shape`, which graph converters
@@ -302,11 +306,7 @@ def unrolled_loops() -> Iterator[None]:
   recurrence as a Python loop over the same module (same variables, same operations) when
   no BatchNorm statistics are carried (eval mode). Everything else traces as usual.
   """
-  token = _UNROLL_LOOPS.set(True)
-  try:
-    yield
-  finally:
-    _UNROLL_LOOPS.reset(token)
+  return _switched_on(_UNROLL_LOOPS)
 
 
 def loops_unrolled() -> bool:
@@ -318,8 +318,7 @@ _PLAIN_CONVS: contextvars.ContextVar[bool] = contextvars.ContextVar("plain_convs
                                                                    default=False)
 
 
-@contextlib.contextmanager
-def plain_convs() -> Iterator[None]:
+def plain_convs() -> contextlib.AbstractContextManager[None]:
   """Within this context every convolution is one `lax.conv_general_dilated`.
 
   The faster CPU forms (a few output channels as shifted sums of per-tap products,
@@ -329,11 +328,7 @@ def plain_convs() -> Iterator[None]:
   graph). The ONNX export traces under this context; the sums are the same up to the
   order of the float additions.
   """
-  token = _PLAIN_CONVS.set(True)
-  try:
-    yield
-  finally:
-    _PLAIN_CONVS.reset(token)
+  return _switched_on(_PLAIN_CONVS)
 
 
 def _conv_stride1(x: Array, kernel: Array, dilation: tuple[int, int],
