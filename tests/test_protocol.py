@@ -27,6 +27,8 @@ def test_config_protocols(family, variant, periodic, models):
   assert ev.metrics == ev.protocol.metrics
   assert ev.periodic_masks == periodic
   assert list(dict.fromkeys(p["model"] for p in ev.protocol.published)) == models
+  if (family, variant) == ("lama", "demo"):   # the demo's own set and size come first
+    assert sets[0] == "irregular_20_30" and len(sets) == 7
 
 
 def test_tiny_variants_keep_the_plain_evaluation():
