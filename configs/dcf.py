@@ -159,6 +159,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       adv=term("lsgan_d", 1.0, clamp_each=2.0)))
   c.losses.d_input = "composite"
   c.losses.d_input_mask = False
+  # `--mode=eval` settings (`--config.eval.*`; fields: inpaint_jax.evaluation.runner).
+  c.eval = config_lib.eval_config()
 
   if small:
     set_run_length(c, "demo", total_steps=300, checkpoint_every_steps=150)

@@ -125,6 +125,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.losses.discriminator = ml_collections.ConfigDict()
   c.losses.d_input = "composite"
   c.losses.d_input_mask = False
+  # `--mode=eval` settings (`--config.eval.*`; fields: inpaint_jax.evaluation.runner).
+  c.eval = config_lib.eval_config()
 
   if a.variant == "celeba":
     c.data.image_size = 256

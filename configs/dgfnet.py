@@ -125,6 +125,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.losses.discriminator = ml_collections.ConfigDict(dict(adv=term("hinge_d", 1.0)))
   c.losses.d_input = "composite"
   c.losses.d_input_mask = True
+  # `--mode=eval` settings (`--config.eval.*`; fields: inpaint_jax.evaluation.runner).
+  c.eval = config_lib.eval_config()
 
   if small:
     set_run_length(c, "demo", total_steps=300, checkpoint_every_steps=150)
