@@ -122,6 +122,17 @@ def test_structure_and_mask_analysis(golden):
   assert int(sizes[0]) == 12 and np.asarray(centres).tolist() == [[20.0, 12.0]]
 
 
+def _grad_rel_errors(grads, ref, keys) -> dict[str, float]:
+  """{PyTorch conv key: max |our kernel gradient - the reference's| / max |reference|}."""
+  rels = {}
+  for key in keys:
+    prefix = key.rsplit(".", 1)[0].replace(".", "_")
+    want = ref[f"train/grad/{key}"].transpose(2, 3, 1, 0)   # OIHW -> HWIO
+    rels[key] = float(np.max(np.abs(np.asarray(grads[prefix]["kernel"]) - want))
+                      / np.abs(want).max())
+  return rels
+
+
 def _output_errors(out: dict, ref: dict, phase: str, features: bool = False
                    ) -> dict[str, float]:
   """Max abs errors of the generator's outputs against `ref`'s `<phase>/...` arrays.
@@ -204,13 +215,9 @@ def test_train_mode_gradients_and_batchnorm(golden):
     ref = z[f"train/stage_features/{s}"]
     assert err(out["stage_features"][s], ref) <= TAP_RTOL * max(1.0, np.abs(ref).max())
   np.testing.assert_array_equal(np.asarray(out["gates"]), np.asarray(gates))
-  rels = {}
-  for key in meta["grad_keys"]:
-    prefix = key.rsplit(".", 1)[0].replace(".", "_")
-    ref = z[f"train/grad/{key}"].transpose(2, 3, 1, 0)
-    rels[key] = float(np.max(np.abs(np.asarray(grads[prefix]["kernel"]) - ref))
-                      / np.abs(ref).max())
-    assert rels[key] <= (INPUT_GRAD_RTOL if key.startswith("input_conv") else GRAD_RTOL), key
+  rels = _grad_rel_errors(grads, z, meta["grad_keys"])
+  for key, rel in rels.items():
+    assert rel <= (INPUT_GRAD_RTOL if key.startswith("input_conv") else GRAD_RTOL), key
   worst = 0.0
   for key, ref in z.items():
     if key.startswith("train/after/") and not key.endswith("num_batches_tracked"):
@@ -391,13 +398,9 @@ def test_exact_gates_train_step_and_batchnorm(exact):
   errs = _output_errors(out, e, "train", features=True)
   for k, v in errs.items():
     assert v <= (STAGE_ATOL if k.startswith("stage") else ATOL), k
-  rels = {}
-  for key in meta["grad_keys"]:
-    prefix = key.rsplit(".", 1)[0].replace(".", "_")
-    ref = e[f"train/grad/{key}"].transpose(2, 3, 1, 0)
-    rels[key] = float(np.max(np.abs(np.asarray(grads[prefix]["kernel"]) - ref))
-                      / np.abs(ref).max())
-    assert rels[key] <= GRAD_RTOL, key   # input_conv too: 3.1e-6 with exact gates
+  rels = _grad_rel_errors(grads, e, meta["grad_keys"])
+  for key, rel in rels.items():
+    assert rel <= GRAD_RTOL, key   # input_conv too: 3.1e-6 with exact gates
 
   names = _bn_keys(e)
   assert len(names) == 37
