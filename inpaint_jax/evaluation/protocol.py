@@ -102,6 +102,7 @@ def table(protocol: Mapping[str, Any], results: Mapping[str, Mapping[str, Any]],
             or any(p.get("row") and metric in p.get("values", {}) for p in mine))
 
   sources = list(dict.fromkeys(str(p["model"]) for p in published))
+  columns = {m: [src for src in sources if has_columns(src, m)] for m in metrics}
   out_rows, unavailable = [], {}
   for label, mask_set in rows(protocol):
     res = results.get(mask_set, {})
@@ -114,14 +115,14 @@ def table(protocol: Mapping[str, Any], results: Mapping[str, Mapping[str, Any]],
   for m in metrics:
     arrow = "↑" if HIGHER_IS_BETTER[m] else "↓"
     head.append(f"{m} {arrow} {model}")
-    head += [f"{m} {src} ({mark})" for src in sources if has_columns(src, m)]
+    head += [f"{m} {src} ({mark})" for src in columns[m]]
   lines = [f"### {protocol.get('title', 'Evaluation protocol')}", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in out_rows:
     cells = [r["row"], f"`{r['mask_set']}`", str(r["n_images"] or 0)]
     for m in metrics:
       cells.append(_fmt(r["ours"][m], m))
-      for src in (src for src in sources if has_columns(src, m)):
+      for src in columns[m]:
         v = r["published"].get(src, {}).get(m)
         cells.append("—" if v is None else _published_fmt(v, m))
     lines.append("| " + " | ".join(cells) + " |")
